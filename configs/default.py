@@ -1,0 +1,58 @@
+"""Default config: the embedded 8x8 digits, small enough for minutes on a CPU.
+
+    python main.py                         # trains into runs/default (~3 min on 2 CPU cores)
+    python main.py --mode=traverse         # per-rung traversal figures
+
+Every field is read by vlae_jax; variants (mnist.py, celeba.py) import this
+and override. Any field can be set on the command line: --config.batch_size=64.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.name = "default"
+
+  # Data.
+  config.dataset = "digits"      # "digits" (bundled), "mnist", "celeba"
+  config.data_dir = ""           # local folder (IDX files / CelebA layout); "" -> TFDS
+  config.tfds_data_dir = ""      # TFDS's own data_dir; "" -> TFDS default
+  config.cache_dir = ""          # decoded-image cache; "" -> ~/.cache/vlae_jax
+  config.image_size = 64         # CelebA only: side of the square crop after resizing
+
+  # Model (see vlae_jax/models.py). Rung 0 is the bottom (closest to pixels).
+  config.model = ml_collections.ConfigDict()
+  config.model.latent_dims = (2, 2, 2)
+  config.model.rung_kinds = ("conv", "dense", "dense")        # "conv" | "dense"
+  config.model.rung_widths = ((32, 64), (256,), (256,))        # channels/units per layer
+  config.model.combine = "gated_sum"     # "gated_sum" (MNIST reference) | "concat" (CelebA)
+  config.model.norm = "batch"            # "batch" | "none"
+  config.model.activation = "leaky_relu" # slope 0.1; or "relu", "swish", "elu"
+  config.model.upsample = "subpixel"     # "transpose" | "subpixel" (same function, faster on CPU)
+  config.model.std_floor = 1e-3          # posterior std = sigmoid(.) + std_floor
+  config.dtype = "float32"               # compute dtype: "float32" | "bfloat16"
+
+  # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)).
+  config.loss = ml_collections.ConfigDict()
+  config.loss.reconstruction = "bernoulli"   # "l1" (reference) | "l2" | "bernoulli"
+  config.loss.rec_weight = 100.0
+  config.loss.mmd_weight = 100.0             # beta_l, the same for every rung
+  config.loss.kernel = "reference"           # "reference" | "imq" | "gaussian_median"
+  config.loss.estimator = "biased"           # "biased" | "unbiased" | "linear"
+  config.loss.num_prior_samples = 0          # prior draws per rung per step; 0 -> batch size
+
+  # Optimisation.
+  config.learning_rate = 1e-3
+  config.batch_size = 100
+  config.num_train_steps = 3000
+  config.seed = 0
+
+  # Bookkeeping.
+  config.log_every = 100          # console + TensorBoard scalars
+  config.eval_every = 1000        # test-split loss
+  config.num_eval_batches = 0     # 0 -> the whole test split
+  config.image_every = 1000       # sample / reconstruction grids to TensorBoard
+  config.checkpoint_every = 1000
+  config.keep_checkpoints = 3
+  return config

@@ -1,0 +1,190 @@
+"""What each rung learned: traversals, samples, reconstructions.
+
+Everything here reads a trained workdir (``config.json`` + newest checkpoint)
+and writes PNG/GIF files under ``<workdir>/figures/``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vlae_jax import checkpoints, plotting, train
+
+
+def variables_of(state) -> Dict:
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return variables
+
+
+def load_experiment(workdir: str):
+  """``(config, model, state)`` of a workdir's newest valid checkpoint.
+
+  Raises ``WorkdirError`` (one line, with the fix) when there is none.
+  """
+  config = checkpoints.load_config(workdir)
+  model = train.create_model(config)
+  abstract = jax.eval_shape(lambda: train.create_train_state(config, model))
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} has no checkpoint; train first with "
+        f"`python main.py --workdir={workdir}`.")
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+  try:
+    state = checkpoints.restore_latest(manager, abstract)
+  finally:
+    manager.close()
+  if state is None:
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} has no readable checkpoint; train first with "
+        f"`python main.py --workdir={workdir}`.")
+  return config, model, state
+
+
+def prior_codes(model, key, count: int) -> List[jax.Array]:
+  """Per rung ``[count, dim]`` draws from N(0, I), one key per rung."""
+  return [jax.random.normal(jax.random.fold_in(key, l), (count, d))
+          for l, d in enumerate(model.latent_dims)]
+
+
+def decode_images(model, variables, codes: Sequence[jax.Array],
+                  batch_size: int = 256) -> np.ndarray:
+  """Images ``[n, H, W, C]`` in [0, 1] from per-rung codes ``[n, dim]``."""
+  fn = jax.jit(lambda v, c: jax.nn.sigmoid(
+      model.apply(v, c, train=False, method=model.decode)))
+  count = codes[0].shape[0]
+  out = [np.asarray(fn(variables, [jnp.asarray(c[i:i + batch_size])
+                                   for c in codes]))
+         for i in range(0, count, batch_size)]
+  return np.concatenate(out)
+
+
+def encode_means(model, variables, images, batch_size: int = 256
+                 ) -> List[np.ndarray]:
+  """Per rung posterior means ``[n, dim]`` of images ``[n, H, W, C]``."""
+  fn = jax.jit(lambda v, x: model.apply(v, x, train=False, sample=False,
+                                        method=model.encode)[0])
+  chunks = [fn(variables, jnp.asarray(images[i:i + batch_size]))
+            for i in range(0, len(images), batch_size)]
+  return [np.concatenate([np.asarray(c[l]) for c in chunks])
+          for l in range(model.num_rungs)]
+
+
+def reconstruct(model, variables, images) -> np.ndarray:
+  """Decoded posterior means of ``images [n, H, W, C]``: ``[n, H, W, C]``."""
+  return decode_images(model, variables, encode_means(model, variables, images))
+
+
+def _tile_codes(base: Sequence[np.ndarray], count: int) -> List[np.ndarray]:
+  """Repeats one code per rung (``[1, dim]``) ``count`` times."""
+  return [np.repeat(np.asarray(b), count, axis=0) for b in base]
+
+
+def sweep_codes(base, rung: int, radius: float, steps: int):
+  """Codes that sweep ``rung`` over [-radius, radius], the other rungs = base.
+
+  A 2-D rung sweeps a ``steps x steps`` grid of both dimensions; a wider rung
+  sweeps one dimension per row (the rung's other dimensions at 0). Returns
+  ``(codes [rows * steps] per rung, rows)``.
+  """
+  dim = base[rung].shape[1]
+  values = np.linspace(-radius, radius, steps, dtype=np.float32)
+  if dim == 2:
+    grid = np.stack(np.meshgrid(values, values, indexing="ij"), -1)
+    points = grid.reshape(-1, 2)[:, ::-1]  # rows vary dim 1, columns dim 0
+    rows = steps
+  else:
+    points = np.zeros((dim * steps, dim), np.float32)
+    for d in range(dim):
+      points[d * steps:(d + 1) * steps, d] = values
+    rows = dim
+  codes = _tile_codes(base, len(points))
+  codes[rung] = points
+  return codes, rows
+
+
+def dimension_codes(base, rung: int, radius: float, steps: int):
+  """One row per dimension of ``rung``: that dimension sweeps, all else = base."""
+  dim = base[rung].shape[1]
+  values = np.linspace(-radius, radius, steps, dtype=np.float32)
+  codes = _tile_codes(base, dim * steps)
+  points = np.repeat(np.asarray(base[rung]), dim * steps, axis=0)
+  for d in range(dim):
+    points[d * steps:(d + 1) * steps, d] = values
+  codes[rung] = points
+  return codes, dim
+
+
+def conditional_codes(model, key, rung: int, rows: int, cols: int):
+  """Row r fixes the other rungs at draw r; column c resamples ``rung``."""
+  others = prior_codes(model, jax.random.fold_in(key, 1), rows)
+  resampled = prior_codes(model, jax.random.fold_in(key, 2), cols)[rung]
+  codes = [np.repeat(np.asarray(o), cols, axis=0) for o in others]
+  codes[rung] = np.tile(np.asarray(resampled), (rows, 1))
+  return codes
+
+
+def check_rung(model, rung: Optional[int]):
+  if rung is not None and not 0 <= rung < model.num_rungs:
+    raise ValueError(f"rung {rung} is out of range; this model has rungs "
+                     f"0..{model.num_rungs - 1}.")
+
+
+def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
+             gif: bool = False, rungs: Optional[Sequence[int]] = None
+             ) -> List[str]:
+  """The paper's Fig. 2/3 and more, per rung; returns the files written.
+
+  For each rung l, under ``<workdir>/figures/``:
+  - ``traverse_rung{l}.png``: rung l sweeps [-radius, radius] (2-D grid for a
+    2-D rung, one row per dimension otherwise), other rungs one random draw;
+  - ``conditional_rung{l}.png``: each row fixes the other rungs at a random
+    draw, each column resamples rung l from the prior (the reference code's
+    conditional samples);
+  - ``dims_rung{l}.png``: one row per dimension, that dimension sweeping and
+    everything else at a random draw;
+  - with ``gif``, ``traverse_rung{l}.gif``: every dimension's sweep as frames.
+  """
+  config, model, state = load_experiment(workdir)
+  rungs = list(range(model.num_rungs)) if rungs is None else list(rungs)
+  for rung in rungs:
+    check_rung(model, rung)
+  if not radius > 0 or steps < 2:
+    raise ValueError(f"need radius > 0 and steps >= 2, got radius={radius}, "
+                     f"steps={steps}.")
+  variables = variables_of(state)
+  key = jax.random.PRNGKey(seed)
+  base = prior_codes(model, key, 1)
+  figures = os.path.join(workdir, "figures")
+  written = []
+  for rung in rungs:
+    codes, rows = sweep_codes(base, rung, radius, steps)
+    images = decode_images(model, variables, codes)
+    written.append(plotting.save_png(
+        os.path.join(figures, f"traverse_rung{rung}.png"),
+        plotting.image_grid(images.reshape((rows, steps) + images.shape[1:]))))
+    codes = conditional_codes(model, jax.random.fold_in(key, rung), rung,
+                              steps, steps)
+    images = decode_images(model, variables, codes)
+    written.append(plotting.save_png(
+        os.path.join(figures, f"conditional_rung{rung}.png"),
+        plotting.image_grid(images.reshape((steps, steps) + images.shape[1:]))))
+    codes, rows = dimension_codes(base, rung, radius, steps)
+    images = decode_images(model, variables, codes)
+    per_dim = images.reshape((rows, steps) + images.shape[1:])
+    written.append(plotting.save_png(
+        os.path.join(figures, f"dims_rung{rung}.png"),
+        plotting.image_grid(per_dim)))
+    if gif:
+      # Frame t shows every dimension of the rung at sweep position t.
+      frames = [plotting.image_grid(per_dim[:, t][None]) for t in range(steps)]
+      written.append(plotting.save_gif(
+          os.path.join(figures, f"traverse_rung{rung}.gif"), frames))
+  del config
+  return written

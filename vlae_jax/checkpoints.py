@@ -1,0 +1,118 @@
+"""Workdir layout, saved config and Orbax checkpoints.
+
+A workdir holds::
+
+    config.json        the resolved config of the run (every other mode reads it)
+    checkpoints/<step> Orbax checkpoints of the whole TrainState
+    tb/                TensorBoard event files
+    figures/, eval/    outputs of the analysis modes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+
+CONFIG_FILE = "config.json"
+
+
+class WorkdirError(ValueError):
+  """A workdir that cannot be used as asked; the message says why and the fix."""
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG_FILE)
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with."""
+  path = config_path(workdir)
+  if not os.path.exists(path):
+    raise WorkdirError(
+        f"{workdir!r} has no {CONFIG_FILE}: it is not a training workdir; "
+        "train first with `python main.py --workdir=...` or pass the right "
+        "--workdir.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def config_to_json(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def _normalise(value):
+  """JSON round-trip, so tuples and lists compare equal."""
+  return json.loads(json.dumps(value, default=list))
+
+
+# Fields that change how a run is trained or logged, not what the model is:
+# a resumed run may change them freely.
+RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
+              "image_every", "checkpoint_every", "keep_checkpoints", "name",
+              "data_dir", "tfds_data_dir", "cache_dir", "skip_nonfinite")
+
+
+def config_differences(saved: dict, new: dict, prefix: str = ""):
+  """Dotted names of model-relevant fields whose values differ."""
+  diffs = []
+  for key in sorted(set(saved) | set(new)):
+    name = f"{prefix}{key}"
+    if not prefix and key in RUN_FIELDS:
+      continue
+    a, b = saved.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += config_differences(a, b, prefix=f"{name}.")
+    elif _normalise(a) != _normalise(b):
+      diffs.append(f"{name}: {a!r} -> {b!r}")
+  return diffs
+
+
+def write_config(workdir: str, config, allow_config_change: bool = False):
+  """Writes config.json, refusing a model-changing edit of an existing run."""
+  path = config_path(workdir)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    diffs = config_differences(saved, json.loads(config_to_json(config)))
+    if diffs and not allow_config_change:
+      raise WorkdirError(
+          f"workdir {workdir!r} holds a run with a different config "
+          f"({'; '.join(diffs)}); use a new --workdir, or pass "
+          "--allow_config_change to resume it with the new values.")
+  os.makedirs(workdir, exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(config_to_json(config))
+  os.replace(tmp, path)
+
+
+def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         enable_async_checkpointing=True)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any
+                   ) -> Optional[Any]:
+  """The newest checkpoint that restores, or None; broken ones are skipped.
+
+  A checkpoint cut short by a crash (truncated or deleted files) is skipped with
+  a warning naming it; it is left on disk, never deleted.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("skipping unreadable checkpoint %s (%s: %s)",
+                      os.path.join(str(manager.directory), str(step)),
+                      type(e).__name__, str(e).splitlines()[0][:200])
+  return None

@@ -1,0 +1,81 @@
+"""Checks a config before any work: one clear error per bad value."""
+
+from __future__ import annotations
+
+from vlae_jax import input_pipeline, models
+from vlae_jax.discrepancy import ESTIMATORS, KERNELS
+from vlae_jax.train import RECONSTRUCTIONS
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names it and the fix."""
+
+
+def _choice(name, value, choices):
+  if value not in choices:
+    raise ConfigError(f"unknown {name} {value!r}; set --config.{name} to one "
+                      f"of {list(choices)}.")
+
+
+def _positive(name, value, integer=False):
+  kind = int if integer else (int, float)
+  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    raise ConfigError(f"--config.{name} must be a positive "
+                      f"{'integer' if integer else 'number'}, got {value!r}.")
+
+
+def validate(config):
+  """Raises ``ConfigError`` for the first value that cannot work."""
+  _choice("dataset", config.dataset, input_pipeline.DATASETS)
+  m = config.model
+  _choice("model.combine", m.combine, models.COMBINES)
+  _choice("model.norm", m.norm, models.NORMS)
+  _choice("model.activation", m.activation, tuple(models.ACTIVATIONS))
+  _choice("model.upsample", m.upsample, models.UPSAMPLES)
+  _choice("dtype", config.dtype, ("float32", "bfloat16"))
+  _choice("loss.reconstruction", config.loss.reconstruction, RECONSTRUCTIONS)
+  _choice("loss.kernel", config.loss.kernel, tuple(KERNELS))
+  _choice("loss.estimator", config.loss.estimator, ESTIMATORS)
+  for name in ("learning_rate", "loss.rec_weight"):
+    value = config.learning_rate if name == "learning_rate" else \
+        config.loss.rec_weight
+    _positive(name, value)
+  if config.loss.mmd_weight < 0:
+    raise ConfigError(f"--config.loss.mmd_weight must be >= 0, got "
+                      f"{config.loss.mmd_weight!r}.")
+  for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
+               "image_every", "checkpoint_every", "keep_checkpoints"):
+    _positive(name, config[name], integer=True)
+  if config.dataset == "celeba":
+    _positive("image_size", config.image_size, integer=True)
+  num_rungs = len(m.latent_dims)
+  if num_rungs < 1:
+    raise ConfigError("--config.model.latent_dims needs at least one rung.")
+  for name in ("rung_kinds", "rung_widths"):
+    if len(m[name]) != num_rungs:
+      raise ConfigError(
+          f"model.{name} has {len(m[name])} entries but model.latent_dims has "
+          f"{num_rungs} rungs; give one entry per rung.")
+  for l, dim in enumerate(m.latent_dims):
+    _positive(f"model.latent_dims[{l}]", dim, integer=True)
+  for l, (kind, widths) in enumerate(zip(m.rung_kinds, m.rung_widths)):
+    _choice(f"model.rung_kinds[{l}]", kind, models.LAYER_KINDS)
+    if not widths:
+      raise ConfigError(f"model.rung_widths[{l}] is empty; give each rung at "
+                        "least one layer width.")
+    for w in widths:
+      _positive(f"model.rung_widths[{l}]", w, integer=True)
+  try:
+    models.rung_shapes(input_pipeline.image_shape(config), m.rung_kinds,
+                       m.rung_widths)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  prior = config.loss.num_prior_samples
+  if isinstance(prior, bool) or not isinstance(prior, int) or prior < 0:
+    raise ConfigError(f"--config.loss.num_prior_samples must be an integer "
+                      f">= 0 (0 means the batch size), got {prior!r}.")
+  if config.loss.estimator in ("unbiased", "linear") and (
+      config.batch_size < 2 or prior == 1):
+    raise ConfigError(
+        f"the {config.loss.estimator} MMD estimator needs at least 2 samples; "
+        f"batch_size={config.batch_size}, num_prior_samples={prior}.")

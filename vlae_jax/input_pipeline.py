@@ -1,0 +1,381 @@
+"""Input pipelines: TFDS or local official layouts -> cached arrays -> tf.data.
+
+Every data set is decoded and resized once into uint8 arrays
+``[num_images, H, W, C]`` kept in a cache folder (``config.cache_dir``), so
+JPEGs are never decoded twice. The training stream is a pure function of
+``(seed, step)``: element ``g = step * batch + i`` of the stream is image
+``index_shuffle(g mod N; seed, epoch = g div N)``. A resumed run therefore sees
+exactly the batches an uninterrupted run would, with no iterator state to save.
+
+Batches are dicts of NumPy arrays: ``{"image": float32 [B, H, W, C] in [0, 1],
+"label": int32 [B]}`` (digits, MNIST) or ``{"image": ..., "attributes":
+int32 [B, 40] in {0, 1}}`` (CelebA).
+
+Sources:
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 real
+  images, no download); the last 297 form the test split.
+- ``mnist``: ``config.data_dir`` holding the four IDX .gz files, else
+  ``tfds.load("mnist")``.
+- ``celeba``: ``config.data_dir`` in the official Align&Cropped layout, else
+  ``tfds.load("celeb_a")``; a centred square of 108/178 of each image's width,
+  resized to ``config.image_size``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import struct
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+from absl import logging
+
+DATASETS = ("digits", "mnist", "celeba")
+CELEBA_CROP_FRACTION = 108.0 / 178.0
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+CELEBA_SPLITS = {"train": 0, "validation": 1, "test": 2}
+DIGITS_TEST_SIZE = 297
+
+
+class DataError(ValueError):
+  """A data source that cannot be read; the message names the file and fix."""
+
+
+@dataclasses.dataclass
+class Split:
+  """One split in memory: uint8 images ``[N, H, W, C]`` and int labels."""
+
+  images: np.ndarray
+  labels: np.ndarray  # [N] (label) or [N, num_attributes] in {0, 1}
+  label_key: str  # "label" or "attributes"
+  label_names: List[str]
+
+  def __len__(self):
+    return len(self.images)
+
+  def batch(self, indices) -> Dict[str, np.ndarray]:
+    """The batch dict of the given rows (images scaled to [0, 1])."""
+    return {"image": self.images[indices].astype(np.float32) / 255.0,
+            self.label_key: self.labels[indices].astype(np.int32)}
+
+
+def image_shape(config) -> Tuple[int, int, int]:
+  """``(H, W, C)`` of the configured data set, without loading it."""
+  if config.dataset == "digits":
+    return (8, 8, 1)
+  if config.dataset == "mnist":
+    return (28, 28, 1)
+  if config.dataset == "celeba":
+    return (config.image_size, config.image_size, 3)
+  raise ValueError(
+      f"unknown dataset {config.dataset!r}; set --config.dataset to one of "
+      f"{list(DATASETS)}.")
+
+
+# ----------------------------------------------------------------------------
+# Readers (each returns uint8 images and labels for one split).
+
+
+def read_digits(split: str) -> Split:
+  from sklearn.datasets import load_digits
+  digits = load_digits()
+  # Values are counts 0..16; scale to the 0..255 of every other source.
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  cut = len(images) - DIGITS_TEST_SIZE
+  rows = slice(0, cut) if split == "train" else slice(cut, None)
+  return Split(images[rows], labels[rows], "label",
+               [str(i) for i in range(10)])
+
+
+def _read_idx(path: str) -> np.ndarray:
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f"cannot read IDX file {path}: {e}; re-download it.") from e
+  if len(data) < 4 or data[:2] != b"\x00\x00":
+    raise DataError(f"{path} is not an IDX file (bad magic number).")
+  dtype_code, ndim = data[2], data[3]
+  if dtype_code != 0x08:
+    raise DataError(f"{path}: expected unsigned-byte IDX data, got type "
+                    f"0x{dtype_code:02x}.")
+  dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+  payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+  if payload.size != int(np.prod(dims)):
+    raise DataError(f"{path} is truncated: header says {dims}, found "
+                    f"{payload.size} values; re-download it.")
+  return payload.reshape(dims)
+
+
+def read_mnist_idx(data_dir: str, split: str) -> Split:
+  image_file, label_file = MNIST_FILES[split]
+  for name in (image_file, label_file):
+    if not os.path.exists(os.path.join(data_dir, name)):
+      raise DataError(
+          f"MNIST file {os.path.join(data_dir, name)} is missing; data_dir "
+          f"must hold {sorted(sum(MNIST_FILES.values(), ()))}.")
+  images = _read_idx(os.path.join(data_dir, image_file))[..., None]
+  labels = _read_idx(os.path.join(data_dir, label_file)).astype(np.int32)
+  if len(images) != len(labels):
+    raise DataError(f"MNIST {split}: {len(images)} images but {len(labels)} "
+                    "labels; re-download the files.")
+  return Split(images, labels, "label", [str(i) for i in range(10)])
+
+
+def celeba_crop_and_resize(image, size: int) -> np.ndarray:
+  """Centred square of 108/178 of the width, resized: uint8 ``[size, size, 3]``.
+
+  ``image`` is a PIL image or a uint8 array of any size (the crop is relative
+  to the image's own width, so half-scale copies give the same framing).
+  """
+  from PIL import Image
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image)
+  image = image.convert("RGB")  # grayscale, RGBA, CMYK -> RGB
+  width, height = image.size
+  crop = max(1, int(round(width * CELEBA_CROP_FRACTION)))
+  left = (width - crop) // 2
+  top = (height - crop) // 2
+  image = image.crop((left, top, left + crop, top + crop))
+  return np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
+
+
+def _read_celeba_table(path: str, expected_columns: Optional[int],
+                       skip_header_lines: int):
+  if not os.path.exists(path):
+    raise DataError(f"CelebA file {path} is missing; data_dir must be in the "
+                    "official Align&Cropped layout.")
+  with open(path) as f:
+    lines = f.read().splitlines()
+  header, rows = lines[:skip_header_lines], {}
+  for number, line in enumerate(lines[skip_header_lines:],
+                                start=skip_header_lines + 1):
+    fields = line.split()
+    if not fields:
+      continue
+    if expected_columns is not None and len(fields) != expected_columns:
+      raise DataError(
+          f"{path}:{number} has {len(fields)} columns, expected "
+          f"{expected_columns}; the file is malformed, re-download it.")
+    rows[fields[0]] = fields[1:]
+  return header, rows
+
+
+def read_celeba_folder(data_dir: str, split: str, size: int,
+                       num_workers: int = 8) -> Split:
+  """Reads an official-layout CelebA folder, keeping rows whose image exists."""
+  image_dir = os.path.join(data_dir, "img_align_celeba")
+  if not os.path.isdir(image_dir):
+    raise DataError(f"CelebA image folder {image_dir} is missing; data_dir "
+                    "must hold img_align_celeba/, list_attr_celeba.txt and "
+                    "list_eval_partition.txt.")
+  present = {n for n in os.listdir(image_dir) if n.lower().endswith(".jpg")}
+  if not present:
+    raise DataError(f"CelebA image folder {image_dir} holds no .jpg files.")
+  _, partition = _read_celeba_table(
+      os.path.join(data_dir, "list_eval_partition.txt"), 2, 0)
+  attr_path = os.path.join(data_dir, "list_attr_celeba.txt")
+  with open(attr_path) if os.path.exists(attr_path) else open(os.devnull) as f:
+    head = [f.readline(), f.readline()]
+  names = head[1].split()
+  if len(names) != 40:
+    raise DataError(f"{attr_path}: line 2 should name 40 attributes, found "
+                    f"{len(names)}; the file is malformed or missing.")
+  _, attributes = _read_celeba_table(attr_path, 41, 2)
+  wanted = sorted(n for n in present
+                  if partition.get(n, [None])[0] == str(CELEBA_SPLITS[split]))
+  labels = []
+  for name in wanted:
+    values = attributes.get(name)
+    if values is None:
+      raise DataError(f"{attr_path} has no row for {name}.")
+    if any(v not in ("1", "-1") for v in values):
+      raise DataError(f"{attr_path}: row {name} has values other than +-1: "
+                      f"{values}.")
+    labels.append([v == "1" for v in values])
+
+  def load(name):
+    from PIL import Image
+    try:
+      with Image.open(os.path.join(image_dir, name)) as image:
+        return celeba_crop_and_resize(image, size)
+    except (OSError, ValueError) as e:
+      logging.warning("skipping unreadable CelebA image %s: %s", name, e)
+      return None
+
+  with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
+    decoded = list(pool.map(load, (n for n in wanted)))
+  keep = [i for i, image in enumerate(decoded) if image is not None]
+  if len(keep) < len(wanted):
+    logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
+                    len(wanted) - len(keep), len(wanted))
+  if not keep:
+    raise DataError(f"no readable CelebA images for split {split!r} in "
+                    f"{image_dir}.")
+  images = np.stack([decoded[i] for i in keep])
+  labels = np.asarray(labels, np.uint8)[keep]
+  return Split(images, labels, "attributes", names)
+
+
+def read_tfds(config, split: str) -> Split:
+  """``tfds.load`` route (downloads on first use; needs internet)."""
+  import tensorflow_datasets as tfds
+  data_dir = config.get("tfds_data_dir") or None
+  if config.dataset == "mnist":
+    data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1,
+                                   data_dir=data_dir))
+    return Split(np.asarray(data["image"], np.uint8),
+                 np.asarray(data["label"], np.int32), "label",
+                 [str(i) for i in range(10)])
+  builder = tfds.builder("celeb_a", data_dir=data_dir)
+  builder.download_and_prepare()
+  names = sorted(builder.info.features["attributes"].keys())
+  images, labels = [], []
+  for example in tfds.as_numpy(builder.as_dataset(split=split)):
+    images.append(celeba_crop_and_resize(example["image"], config.image_size))
+    labels.append([bool(example["attributes"][n]) for n in names])
+  return Split(np.stack(images), np.asarray(labels, np.uint8), "attributes",
+               names)
+
+
+def read_split(config, split: str) -> Split:
+  """Uncached read of one split from the configured source."""
+  if config.dataset == "digits":
+    return read_digits(split)
+  data_dir = config.get("data_dir") or ""
+  if data_dir and not os.path.isdir(data_dir):
+    raise DataError(f"data_dir {data_dir!r} does not exist; point "
+                    "--config.data_dir at the data folder, or leave it empty "
+                    "to download with TFDS.")
+  if config.dataset == "mnist":
+    return read_mnist_idx(data_dir, split) if data_dir else read_tfds(
+        config, split)
+  if config.dataset == "celeba":
+    if data_dir:
+      return read_celeba_folder(data_dir, split, config.image_size)
+    return read_tfds(config, split)
+  raise ValueError(f"unknown dataset {config.dataset!r}; choose one of "
+                   f"{list(DATASETS)}.")
+
+
+# ----------------------------------------------------------------------------
+# The decode-once cache.
+
+
+def default_cache_dir() -> str:
+  return os.path.join(os.environ.get("XDG_CACHE_HOME",
+                                     os.path.expanduser("~/.cache")),
+                      "vlae_jax")
+
+
+def _cache_folder(config, split: str) -> str:
+  source = os.path.abspath(config.data_dir) if config.get("data_dir") else "tfds"
+  key = json.dumps([config.dataset, source, image_shape(config), split])
+  digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+  root = config.get("cache_dir") or default_cache_dir()
+  return os.path.join(root, f"{config.dataset}-{split}-{digest}")
+
+
+def load_split(config, split: str) -> Split:
+  """One split, from the cache if present, else read, decoded and cached.
+
+  The digits set is small and bundled, so it is never cached.
+  """
+  if config.dataset == "digits":
+    return read_digits(split)
+  folder = _cache_folder(config, split)
+  meta_path = os.path.join(folder, "meta.json")
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      meta = json.load(f)
+    return Split(np.load(os.path.join(folder, "images.npy"), mmap_mode="r"),
+                 np.load(os.path.join(folder, "labels.npy")),
+                 meta["label_key"], meta["label_names"])
+  data = read_split(config, split)
+  tmp = f"{folder}.tmp-{os.getpid()}"
+  os.makedirs(tmp, exist_ok=True)
+  np.save(os.path.join(tmp, "images.npy"), data.images)
+  np.save(os.path.join(tmp, "labels.npy"), data.labels)
+  with open(os.path.join(tmp, "meta.json"), "w") as f:
+    json.dump({"label_key": data.label_key, "label_names": data.label_names,
+               "count": len(data)}, f)
+  try:
+    os.replace(tmp, folder)  # atomic: a half-written cache is never used
+  except OSError:  # another process won the race; use its copy
+    pass
+  logging.info("cached %d decoded %s %s images in %s", len(data),
+               config.dataset, split, folder)
+  return data
+
+
+# ----------------------------------------------------------------------------
+# Streams.
+
+
+def _tf():
+  import tensorflow as tf
+  # TF only feeds data here: keep it off the accelerator JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+  return tf
+
+
+def train_stream(data: Split, batch_size: int, seed: int,
+                 start_step: int = 0) -> Iterator[Dict[str, np.ndarray]]:
+  """Infinite shuffled batches, a pure function of ``(seed, step)``.
+
+  Epoch ``e`` is the permutation ``index_shuffle(.; seed=(seed, e))`` of the
+  split; batches run across epoch boundaries. Starting at ``start_step`` gives
+  exactly the batches an uninterrupted stream gives from that step on.
+  """
+  tf = _tf()
+  if len(data) < 1:
+    raise DataError("the training split is empty.")
+  images = tf.constant(np.asarray(data.images))
+  labels = tf.constant(np.asarray(data.labels).astype(np.int32))
+  num_images = len(data)
+  offsets = tf.range(batch_size, dtype=tf.int64)
+
+  def make_batch(step):
+    position = step * batch_size + offsets
+    epoch = position // num_images
+    seeds = tf.stack([tf.fill([batch_size], tf.cast(seed, tf.int64)), epoch,
+                      tf.zeros([batch_size], tf.int64)], axis=1)
+    # The raw op: the public wrapper mis-pads a batch of [n, 3] seeds.
+    index = tf.raw_ops.RandomIndexShuffle(
+        index=position % num_images, seed=seeds,
+        max_index=tf.constant(num_images - 1, tf.int64), rounds=4)
+    return {"image": tf.cast(tf.gather(images, index), tf.float32) / 255.0,
+            data.label_key: tf.gather(labels, index)}
+
+  ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+  ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator()
+
+
+def eval_batches(data: Split, batch_size: int,
+                 max_batches: Optional[int] = None):
+  """The split in order as ``(batch, num_valid)``; the last batch is padded.
+
+  Padding keeps one compiled shape; ``num_valid`` says how many rows are real.
+  """
+  total = len(data)
+  num = -(-total // batch_size)
+  if max_batches is not None and max_batches > 0:
+    num = min(num, max_batches)
+  for b in range(num):
+    rows = np.arange(b * batch_size, (b + 1) * batch_size)
+    valid = int(np.sum(rows < total))
+    batch = data.batch(np.minimum(rows, total - 1))
+    yield batch, valid

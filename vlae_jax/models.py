@@ -1,0 +1,303 @@
+"""The variational ladder autoencoder (VLAE) as pure Flax Linen modules.
+
+Inference runs bottom-up through L rungs, ``h_l = f_l(h_{l-1})`` with
+``h_0 = x``; rung l emits a diagonal Gaussian posterior ``q(z_l | h_l)``.
+Generation runs top-down: ``zt_L = u_L(z_L)``,
+``zt_l = u_l(combine(zt_{l+1}, z_l))`` and ``x^ = sigmoid(zt_1)``. Each
+generative rung mirrors its inference rung: it maps the inference rung's output
+shape back to that rung's input shape, so the decoder is determined by the
+encoder's per-rung layer lists.
+
+Shapes: images ``[batch, height, width, channels]`` in [0, 1]; codes
+``[batch, latent_dims[l]]``; decoder logits ``[batch, height, width, channels]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Shape = Tuple[int, ...]
+
+ACTIVATIONS = {
+    "leaky_relu": lambda x: nn.leaky_relu(x, negative_slope=0.1),
+    "relu": nn.relu,
+    "swish": nn.swish,
+    "elu": nn.elu,
+}
+NORMS = ("batch", "none")
+COMBINES = ("gated_sum", "concat")
+UPSAMPLES = ("transpose", "subpixel")
+LAYER_KINDS = ("conv", "dense")
+
+
+def rung_shapes(image_shape: Shape, rung_kinds: Sequence[str],
+                rung_widths: Sequence[Sequence[int]]) -> List[List[Shape]]:
+  """Per rung, the feature shapes (without batch) before and after each layer.
+
+  ``rung_shapes(...)[l][0]`` is rung l's input shape and ``[l][-1]`` its output.
+  A conv layer halves height and width (4x4, stride 2, SAME); a dense layer
+  flattens.
+  """
+  shapes, current = [], tuple(image_shape)
+  for kind, widths in zip(rung_kinds, rung_widths):
+    rung = [current]
+    for width in widths:
+      if kind == "conv":
+        if len(current) != 3:
+          raise ValueError(
+              f"a conv rung cannot follow a dense rung (input shape {current}); "
+              "put all conv rungs below the dense rungs in model.rung_kinds.")
+        height, width_px, _ = current
+        if height % 2 or width_px % 2:
+          raise ValueError(
+              f"a stride-2 conv cannot halve a {height}x{width_px} feature map "
+              f"evenly (image {tuple(image_shape)}); use fewer conv layers or "
+              "an image size divisible by 2 per conv layer.")
+        current = (height // 2, width_px // 2, width)
+      else:
+        current = (width,)
+      rung.append(current)
+    shapes.append(rung)
+  return shapes
+
+
+class SubpixelConvTranspose(nn.Module):
+  """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")``,
+  computed as a 3x3 convolution to 4x the channels and a depth-to-space shuffle.
+
+  Same parameters (``kernel [4, 4, in, out]``, ``bias [out]``) and exactly the
+  same function as the transposed convolution; only the computation differs.
+  Each output phase (even/odd row, even/odd column) sees a 2x2 subset of the
+  3x3 input neighbourhood, taps ``(w0, w2, -)`` on even and ``(-, w1, w3)`` on
+  odd positions per axis. It avoids the transposed convolution's slow gradient
+  on CPU backends.
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    in_features = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, in_features, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap
+    # phase_kernel[p, q, a, b] = kernel[taps[p, a], taps[q, b]]
+    phase_kernel = padded[taps[:, None, :, None], taps[None, :, None, :]]
+    # -> [3, 3, in, (p, q, out)]
+    phase_kernel = jnp.transpose(phase_kernel, (2, 3, 4, 0, 1, 5)).reshape(
+        3, 3, in_features, 4 * self.features)
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), phase_kernel.astype(self.dtype), (1, 1),
+        "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    batch, height, width, _ = y.shape
+    y = y.reshape(batch, height, width, 2, 2, self.features)
+    y = jnp.transpose(y, (0, 1, 3, 2, 4, 5)).reshape(
+        batch, 2 * height, 2 * width, self.features)
+    return y + bias.astype(self.dtype)
+
+
+class _Layers(nn.Module):
+  """Shared block factory: conv/deconv/dense, then norm and activation."""
+
+  norm: str
+  activation: str
+  dtype: Any
+
+  def normalize_and_activate(self, x, train: bool, name: str):
+    if self.norm == "batch":
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                       epsilon=1e-5, dtype=self.dtype, name=f"{name}_bn")(x)
+    return ACTIVATIONS[self.activation](x)
+
+
+class InferenceRung(_Layers):
+  """Rung l of the encoder: ``h_l = f_l(h_{l-1})`` and ``q(z_l | h_l)``.
+
+  ``__call__(h [batch, ...], train) -> (h_l, mean [batch, latent_dim],
+  std [batch, latent_dim])`` with ``std = sigmoid(.) + std_floor`` (> 0).
+  """
+
+  kind: str = "conv"
+  widths: Sequence[int] = ()
+  latent_dim: int = 2
+  std_floor: float = 1e-3
+
+  @nn.compact
+  def __call__(self, h, train: bool):
+    for i, width in enumerate(self.widths):
+      if self.kind == "conv":
+        h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
+                    dtype=self.dtype, name=f"conv{i}")(h)
+      else:
+        h = h.reshape(h.shape[0], -1)
+        h = nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(h)
+      h = self.normalize_and_activate(h, train, f"layer{i}")
+    flat = h.reshape(h.shape[0], -1)
+    # Heads in float32: they parameterise the distribution the MMD sees.
+    mean = nn.Dense(self.latent_dim, name="mean")(flat.astype(jnp.float32))
+    std = nn.sigmoid(nn.Dense(self.latent_dim, name="std")(
+        flat.astype(jnp.float32))) + self.std_floor
+    return h, mean, std
+
+
+class GenerativeRung(_Layers):
+  """Rung l of the decoder, mirroring inference rung l.
+
+  ``__call__(upper, z, train)``: ``upper`` is the output of rung l+1 with
+  shape ``[batch, *shapes[-1]]`` (None for the top rung), ``z`` is
+  ``[batch, latent_dim]``. Returns ``[batch, *shapes[0]]``; for the bottom
+  rung these are image logits (no norm, no activation on that last layer).
+  """
+
+  kind: str = "conv"
+  shapes: Sequence[Shape] = ()
+  combine: str = "gated_sum"
+  upsample: str = "transpose"
+  is_bottom: bool = False
+
+  def _project(self, z, shape, name):
+    out = nn.Dense(math.prod(shape), dtype=self.dtype, name=name)(z)
+    return out.reshape((z.shape[0],) + tuple(shape))
+
+  @nn.compact
+  def __call__(self, upper, z, train: bool):
+    out_shape = tuple(self.shapes[-1])
+    if upper is None:
+      h = self._project(z, out_shape, "top")
+      h = self.normalize_and_activate(h, train, "top")
+    elif self.combine == "gated_sum":
+      gate = self.param("gate", nn.initializers.constant(0.1), out_shape)
+      h = upper + gate.astype(self.dtype) * self._project(z, out_shape, "z_proj")
+    else:  # concat along the last (channel / unit) axis
+      h = jnp.concatenate(
+          [upper, self._project(z, out_shape, "z_proj").astype(upper.dtype)],
+          axis=-1)
+    num_layers = len(self.shapes) - 1
+    for i in reversed(range(num_layers)):
+      target = tuple(self.shapes[i])
+      if self.kind == "conv":
+        if self.upsample == "subpixel":
+          h = SubpixelConvTranspose(target[-1], dtype=self.dtype,
+                                    name=f"deconv{i}")(h)
+        else:
+          h = nn.ConvTranspose(target[-1], (4, 4), strides=(2, 2),
+                               padding="SAME", dtype=self.dtype,
+                               name=f"deconv{i}")(h)
+      else:
+        h = h.reshape(h.shape[0], -1)
+        h = nn.Dense(math.prod(target), dtype=self.dtype, name=f"dense{i}")(h)
+        h = h.reshape((h.shape[0],) + target)
+      if not (self.is_bottom and i == 0):
+        h = self.normalize_and_activate(h, train, f"layer{i}")
+    return h
+
+
+class VLAE(nn.Module):
+  """The ladder: ``len(latent_dims)`` inference and generative rungs.
+
+  Attributes:
+    image_shape: ``(height, width, channels)`` of the data.
+    latent_dims: per rung, the size of z_l (rung 0 is the bottom).
+    rung_kinds: per rung, "conv" (4x4 stride-2 convs) or "dense".
+    rung_widths: per rung, the channels/units of each of its layers.
+    combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".
+    norm: "batch" or "none". activation: a key of ``ACTIVATIONS``.
+    upsample: "transpose" (nn.ConvTranspose) or "subpixel" (same function,
+      computed as conv + depth-to-space).
+    dtype: computation dtype of convs and dense layers (params stay float32).
+  """
+
+  image_shape: Shape
+  latent_dims: Sequence[int]
+  rung_kinds: Sequence[str]
+  rung_widths: Sequence[Sequence[int]]
+  combine: str = "gated_sum"
+  norm: str = "batch"
+  activation: str = "leaky_relu"
+  upsample: str = "transpose"
+  std_floor: float = 1e-3
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    shapes = rung_shapes(self.image_shape, self.rung_kinds, self.rung_widths)
+    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    self.inference_rungs = [
+        InferenceRung(kind=kind, widths=tuple(widths), latent_dim=dim,
+                      std_floor=self.std_floor, **common)
+        for kind, widths, dim in zip(self.rung_kinds, self.rung_widths,
+                                     self.latent_dims)]
+    self.generative_rungs = [
+        GenerativeRung(kind=kind, shapes=tuple(rung), combine=self.combine,
+                       upsample=self.upsample, is_bottom=(l == 0), **common)
+        for l, (kind, rung) in enumerate(zip(self.rung_kinds, shapes))]
+
+  @property
+  def num_rungs(self) -> int:
+    return len(self.latent_dims)
+
+  def encode(self, images, train: bool = False, sample: bool = True):
+    """Posterior of every rung.
+
+    Args:
+      images: ``[batch, H, W, C]`` in [0, 1].
+      train: batch norm in training mode (batch statistics) if True.
+      sample: draw ``z = mean + std * eps`` (needs the "noise" rng); if False
+        the samples are the means.
+
+    Returns:
+      ``(means, stds, samples)``, each a list over rungs of
+      ``[batch, latent_dims[l]]`` float32 arrays.
+    """
+    means, stds, samples = [], [], []
+    h = images.astype(self.dtype)
+    for rung in self.inference_rungs:
+      h, mean, std = rung(h, train)
+      means.append(mean)
+      stds.append(std)
+      if sample:
+        eps = jax.random.normal(self.make_rng("noise"), mean.shape, mean.dtype)
+        samples.append(mean + std * eps)
+      else:
+        samples.append(mean)
+    return means, stds, samples
+
+  def decode(self, codes, train: bool = False):
+    """Image logits ``[batch, H, W, C]`` (float32) from per-rung codes.
+
+    ``codes`` is a list over rungs (bottom first) of ``[batch, latent_dims[l]]``.
+    ``jax.nn.sigmoid`` of the result is the image in [0, 1].
+    """
+    h = None
+    for l in reversed(range(self.num_rungs)):
+      h = self.generative_rungs[l](h, codes[l].astype(self.dtype), train)
+    return h.astype(jnp.float32)
+
+  def __call__(self, images, train: bool = False, sample: bool = True):
+    """Encode then decode: returns ``(logits, means, stds, samples)``."""
+    means, stds, samples = self.encode(images, train=train, sample=sample)
+    return self.decode(samples, train=train), means, stds, samples
+
+
+def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
+  """Builds ``VLAE`` from ``config.model`` (see configs/default.py)."""
+  return VLAE(
+      image_shape=tuple(image_shape),
+      latent_dims=tuple(model_config.latent_dims),
+      rung_kinds=tuple(model_config.rung_kinds),
+      rung_widths=tuple(tuple(w) for w in model_config.rung_widths),
+      combine=model_config.combine,
+      norm=model_config.norm,
+      activation=model_config.activation,
+      upsample=model_config.upsample,
+      std_floor=model_config.std_floor,
+      dtype=jnp.dtype(dtype),
+  )

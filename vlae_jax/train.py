@@ -1,0 +1,324 @@
+"""TrainState, the MMD-VLAE loss, jit-compiled train/eval steps, the train loop.
+
+loss = rec_weight * reconstruction
+       + sum_l mmd_weight * MMD^2(posterior samples of rung l, N(0, I) draws)
+
+Every random draw of step s comes from ``fold_in(state.rng, s)``, and the data
+stream is a pure function of ``(seed, s)``, so a resumed run is bitwise the same
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from vlae_jax import checkpoints, input_pipeline, models
+from vlae_jax.discrepancy import mmd
+
+RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; a pytree, saved whole by Orbax."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array                  # base key; step s uses fold_in(rng, s)
+  skipped_updates: jax.Array      # non-finite updates skipped so far
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate)
+
+
+def create_model(config, image_shape=None) -> models.VLAE:
+  shape = image_shape or input_pipeline.image_shape(config)
+  return models.model_from_config(config.model, shape, config.dtype)
+
+
+def create_train_state(config, model: models.VLAE) -> TrainState:
+  """Initial state from ``config.seed`` (params, batch stats, Adam moments)."""
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  dummy = jnp.zeros((2,) + tuple(model.image_shape), jnp.float32)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      {"params": init_key, "noise": init_key}, dummy)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=make_optimizer(config).init(params),
+      rng=state_key,
+      skipped_updates=jnp.zeros((), jnp.int32))
+
+
+def reconstruction_loss(kind: str, logits: jax.Array, images: jax.Array
+                        ) -> jax.Array:
+  """Per-image reconstruction error ``[batch]``, a mean over pixels.
+
+  ``l1``: mean |x - sigmoid(logits)| (the reference); ``l2``: mean squared
+  error; ``bernoulli``: mean sigmoid cross-entropy (the -log-likelihood of
+  non-binary targets in [0, 1], minimal at sigmoid(logits) = x).
+  """
+  axes = tuple(range(1, images.ndim))
+  if kind == "l1":
+    return jnp.mean(jnp.abs(images - jax.nn.sigmoid(logits)), axis=axes)
+  if kind == "l2":
+    return jnp.mean(jnp.square(images - jax.nn.sigmoid(logits)), axis=axes)
+  if kind == "bernoulli":
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, images),
+                    axis=axes)
+  raise ValueError(f"unknown reconstruction {kind!r}; choose one of "
+                   f"{list(RECONSTRUCTIONS)}.")
+
+
+def rung_mmds(config, codes: List[jax.Array], key: jax.Array) -> jax.Array:
+  """``[num_rungs]`` MMD^2 of each rung's codes against its own prior draw."""
+  values = []
+  for l, z in enumerate(codes):
+    count = config.loss.num_prior_samples or z.shape[0]
+    prior = jax.random.normal(jax.random.fold_in(key, l), (count, z.shape[1]),
+                              jnp.float32)
+    values.append(mmd(z.astype(jnp.float32), prior, kernel=config.loss.kernel,
+                      estimator=config.loss.estimator))
+  return jnp.stack(values)
+
+
+def loss_fn(params, batch_stats, batch, key, *, model, config):
+  noise_key, prior_key = jax.random.split(key)
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  (logits, _, stds, codes), updates = model.apply(
+      variables, batch["image"], train=True, sample=True,
+      rngs={"noise": noise_key}, mutable=["batch_stats"])
+  rec = jnp.mean(reconstruction_loss(config.loss.reconstruction, logits,
+                                     batch["image"]))
+  mmds = rung_mmds(config, codes, prior_key)
+  loss = config.loss.rec_weight * rec + config.loss.mmd_weight * jnp.sum(mmds)
+  metrics = {"loss": loss, "reconstruction": rec, "mmd": mmds,
+             "posterior_std": jnp.stack([jnp.mean(s) for s in stds])}
+  return loss, (metrics, updates.get("batch_stats", {}))
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+  return jnp.all(jnp.stack(leaves))
+
+
+def train_step(state: TrainState, batch, *, model, config
+               ) -> Tuple[TrainState, Dict[str, jax.Array]]:
+  """One Adam step on one batch. Pure; jit it with the state donated."""
+  key = jax.random.fold_in(state.rng, state.step)
+  grad_fn = jax.value_and_grad(
+      functools.partial(loss_fn, model=model, config=config), has_aux=True)
+  (_, (metrics, batch_stats)), grads = grad_fn(
+      state.params, state.batch_stats, batch, key)
+  updates, opt_state = make_optimizer(config).update(grads, state.opt_state,
+                                                     state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = _all_finite((metrics["loss"], grads))
+  new = state.replace(step=state.step + 1, params=params,
+                      batch_stats=batch_stats, opt_state=opt_state)
+  if config.get("skip_nonfinite", False):
+    # Keep the old params/moments/stats where the update is not finite.
+    keep = lambda a, b: jax.tree_util.tree_map(
+        lambda x, y: jnp.where(finite, x, y), a, b)
+    new = new.replace(
+        params=keep(params, state.params),
+        batch_stats=keep(batch_stats, state.batch_stats),
+        opt_state=keep(opt_state, state.opt_state),
+        skipped_updates=state.skipped_updates + (1 - finite.astype(jnp.int32)))
+  metrics["finite"] = finite
+  return new, metrics
+
+
+def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
+  """Sums over the valid rows of one test batch, batch norm in eval mode.
+
+  Returns ``{"reconstruction": sum of per-image errors, "count": rows,
+  "codes": per-rung posterior samples [num_rungs] of [batch, dim]}``.
+  """
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  logits, _, _, codes = model.apply(variables, batch["image"], train=False,
+                                    sample=True, rngs={"noise": key})
+  per_image = reconstruction_loss(config.loss.reconstruction, logits,
+                                  batch["image"])
+  valid = jnp.arange(per_image.shape[0]) < num_valid
+  return {"reconstruction": jnp.sum(jnp.where(valid, per_image, 0.0)),
+          "count": jnp.sum(valid), "codes": codes}
+
+
+def evaluate_loss(state, eval_fn, test_data, config, key) -> Dict[str, Any]:
+  """Test reconstruction error and per-rung MMD^2 of the posterior samples."""
+  total, count, codes = 0.0, 0, None
+  for i, (batch, valid) in enumerate(input_pipeline.eval_batches(
+      test_data, config.batch_size, config.num_eval_batches or None)):
+    out = eval_fn(state, batch, valid, jax.random.fold_in(key, i))
+    total += out["reconstruction"]
+    count += valid
+    rows = [np.asarray(z)[:valid] for z in out["codes"]]
+    codes = rows if codes is None else [np.concatenate([a, b]) for a, b in
+                                        zip(codes, rows)]
+  total = float(total)
+  prior_key = jax.random.fold_in(key, 10**6)
+  mmds = [float(mmd(z, jax.random.normal(jax.random.fold_in(prior_key, l),
+                                         z.shape), kernel=config.loss.kernel,
+                    block_size=1024))
+          for l, z in enumerate(codes)]
+  return {"reconstruction": total / count, "mmd": mmds, "count": count}
+
+
+class _StopRequest:
+  """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signal_name: Optional[str] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+class NonFiniteError(RuntimeError):
+  """Training produced a non-finite loss or gradient."""
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
+                       ) -> TrainState:
+  """Trains into ``workdir``, resuming from its newest valid checkpoint.
+
+  Writes ``config.json``, Orbax checkpoints, TensorBoard events (``tb/``) and a
+  progress line every ``config.log_every`` steps. Returns the final state.
+  """
+  from vlae_jax import reporting  # TensorFlow import kept out of the hot path
+  checkpoints.write_config(workdir, config, allow_config_change)
+  train_data = input_pipeline.load_split(config, "train")
+  test_data = input_pipeline.load_split(config, "test")
+  model = create_model(config, train_data.images.shape[1:])
+  state = create_train_state(config, model)
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+  restored = checkpoints.restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+    logging.info("resumed from step %d", int(state.step))
+  start = int(state.step)
+  if start >= config.num_train_steps:
+    logging.info("already trained for %d steps (num_train_steps=%d)", start,
+                 config.num_train_steps)
+    manager.close()
+    return state
+
+  step_fn = jax.jit(functools.partial(train_step, model=model, config=config),
+                    donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
+  writer = reporting.Writer(workdir)
+  stream = input_pipeline.train_stream(train_data, config.batch_size,
+                                       config.seed, start_step=start)
+  eval_key = jax.random.PRNGKey(config.seed + 1)
+  pending: List[Dict[str, jax.Array]] = []
+  last_saved = start if restored is not None else None
+  timer_step, timer = start, time.perf_counter()
+
+  def flush_metrics(step):
+    nonlocal timer_step, timer
+    if not pending:
+      return
+    fetched = jax.device_get(pending)
+    pending.clear()
+    for offset, m in enumerate(fetched):
+      if not m["finite"] and not config.get("skip_nonfinite", False):
+        bad = step - len(fetched) + offset + 1
+        raise NonFiniteError(
+            f"non-finite loss or gradient at step {bad} (loss={m['loss']}, "
+            f"reconstruction={m['reconstruction']}, mmd={list(m['mmd'])}); "
+            f"last good checkpoint: step {last_saved}. Lower the learning "
+            "rate or set --config.skip_nonfinite=True to skip such updates.")
+    mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+    now = time.perf_counter()
+    rate = (step - timer_step) / max(now - timer, 1e-9)
+    timer_step, timer = step, now
+    mean["steps_per_second"] = rate
+    writer.scalars(step, mean)
+    mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
+    print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
+          f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
+          f"{rate:.2f} steps/s  ETA "
+          f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
+          flush=True)
+
+  def save(step):
+    nonlocal last_saved
+    flush_metrics(step)  # never save a state whose steps were not finite
+    manager.save(step, args=checkpoints.ocp.args.StandardSave(state))
+    last_saved = step
+
+  step = start
+  try:
+    with _StopRequest() as stop:
+      for step in range(start + 1, config.num_train_steps + 1):
+        batch = next(stream)
+        state, metrics = step_fn(state, batch)
+        pending.append(metrics)
+        if step % config.log_every == 0:
+          flush_metrics(step)
+        if step % config.eval_every == 0 or step == config.num_train_steps:
+          result = evaluate_loss(state, eval_fn, test_data, config, eval_key)
+          writer.scalars(step, {"test_reconstruction": result["reconstruction"],
+                                "test_mmd": np.array(result["mmd"])})
+          print(f"step {step}: test reconstruction "
+                f"{result['reconstruction']:.4f}  test mmd "
+                f"{[round(v, 5) for v in result['mmd']]}", flush=True)
+        if step % config.image_every == 0:
+          writer.images(step, reporting.sample_and_reconstruction_grids(
+              model, state, test_data, jax.random.fold_in(eval_key, step)))
+        if step % config.checkpoint_every == 0 or step == config.num_train_steps:
+          save(step)
+        if stop.signal_name:
+          if last_saved != step:
+            save(step)
+          print(f"{stop.signal_name}: saved step {step} to "
+                f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
+                "again to resume.", flush=True)
+          break
+      flush_metrics(step)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  return state
