@@ -35,7 +35,7 @@ def get_config():
 
   # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)).
   config.loss = ml_collections.ConfigDict()
-  config.loss.reconstruction = "bernoulli"   # "l1" (reference) | "l2" | "bernoulli"
+  config.loss.reconstruction = "l1"          # "l1" (reference) | "l2" | "bernoulli"
   config.loss.rec_weight = 100.0
   config.loss.mmd_weight = 100.0             # beta_l, the same for every rung
   config.loss.kernel = "reference"           # "reference" | "imq" | "gaussian_median"
@@ -47,6 +47,7 @@ def get_config():
   config.batch_size = 100
   config.num_train_steps = 3000
   config.seed = 0
+  config.skip_nonfinite = False  # True: skip (and count) non-finite updates instead of stopping
 
   # Bookkeeping.
   config.log_every = 100          # console + TensorBoard scalars

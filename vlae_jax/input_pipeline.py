@@ -171,9 +171,12 @@ def _read_celeba_table(path: str, expected_columns: Optional[int],
   return header, rows
 
 
-def read_celeba_folder(data_dir: str, split: str, size: int,
-                       num_workers: int = 8) -> Split:
-  """Reads an official-layout CelebA folder, keeping rows whose image exists."""
+def celeba_index(data_dir: str, split: str):
+  """Rows of one official split whose image exists in ``data_dir``.
+
+  Returns ``(file_names, attributes uint8 [N, 40] in {0, 1}, attribute_names)``
+  without decoding any image.
+  """
   image_dir = os.path.join(data_dir, "img_align_celeba")
   if not os.path.isdir(image_dir):
     raise DataError(f"CelebA image folder {image_dir} is missing; data_dir "
@@ -185,36 +188,47 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   _, partition = _read_celeba_table(
       os.path.join(data_dir, "list_eval_partition.txt"), 2, 0)
   attr_path = os.path.join(data_dir, "list_attr_celeba.txt")
-  with open(attr_path) if os.path.exists(attr_path) else open(os.devnull) as f:
-    head = [f.readline(), f.readline()]
-  names = head[1].split()
+  header, attributes = _read_celeba_table(attr_path, 41, 2)
+  names = header[1].split() if len(header) > 1 else []
   if len(names) != 40:
     raise DataError(f"{attr_path}: line 2 should name 40 attributes, found "
-                    f"{len(names)}; the file is malformed or missing.")
-  _, attributes = _read_celeba_table(attr_path, 41, 2)
+                    f"{len(names)}; the file is malformed, re-download it.")
   wanted = sorted(n for n in present
                   if partition.get(n, [None])[0] == str(CELEBA_SPLITS[split]))
   labels = []
   for name in wanted:
     values = attributes.get(name)
     if values is None:
-      raise DataError(f"{attr_path} has no row for {name}.")
+      raise DataError(f"{attr_path} has no row for {name}; the file does not "
+                      "match the images, re-download it.")
     if any(v not in ("1", "-1") for v in values):
       raise DataError(f"{attr_path}: row {name} has values other than +-1: "
-                      f"{values}.")
+                      f"{' '.join(values)}.")
     labels.append([v == "1" for v in values])
+  return wanted, np.asarray(labels, np.uint8).reshape(-1, 40), names
+
+
+def read_celeba_folder(data_dir: str, split: str, size: int,
+                       num_workers: int = 8) -> Split:
+  """Decodes one split of an official-layout CelebA folder (see celeba_index).
+
+  Unreadable or truncated JPEGs are skipped with a warning naming them.
+  """
+  wanted, labels, names = celeba_index(data_dir, split)
+  image_dir = os.path.join(data_dir, "img_align_celeba")
 
   def load(name):
     from PIL import Image
     try:
       with Image.open(os.path.join(image_dir, name)) as image:
         return celeba_crop_and_resize(image, size)
-    except (OSError, ValueError) as e:
-      logging.warning("skipping unreadable CelebA image %s: %s", name, e)
+    except (OSError, ValueError, SyntaxError) as e:
+      logging.warning("skipping unreadable CelebA image %s: %s",
+                      os.path.join(image_dir, name), e)
       return None
 
   with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
-    decoded = list(pool.map(load, (n for n in wanted)))
+    decoded = list(pool.map(load, wanted))
   keep = [i for i, image in enumerate(decoded) if image is not None]
   if len(keep) < len(wanted):
     logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
@@ -223,8 +237,7 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
     raise DataError(f"no readable CelebA images for split {split!r} in "
                     f"{image_dir}.")
   images = np.stack([decoded[i] for i in keep])
-  labels = np.asarray(labels, np.uint8)[keep]
-  return Split(images, labels, "attributes", names)
+  return Split(images, labels[keep], "attributes", names)
 
 
 def read_tfds(config, split: str) -> Split:
@@ -232,10 +245,13 @@ def read_tfds(config, split: str) -> Split:
   import tensorflow_datasets as tfds
   data_dir = config.get("tfds_data_dir") or None
   if config.dataset == "mnist":
-    data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1,
-                                   data_dir=data_dir))
-    return Split(np.asarray(data["image"], np.uint8),
-                 np.asarray(data["label"], np.int32), "label",
+    images, labels = [], []
+    ds = tfds.load("mnist", split=split, data_dir=data_dir)
+    for batch in tfds.as_numpy(ds.batch(10000)):
+      images.append(batch["image"])
+      labels.append(batch["label"])
+    return Split(np.concatenate(images).astype(np.uint8),
+                 np.concatenate(labels).astype(np.int32), "label",
                  [str(i) for i in range(10)])
   builder = tfds.builder("celeb_a", data_dir=data_dir)
   builder.download_and_prepare()

@@ -1,0 +1,172 @@
+"""Data sources (bundled, local official layouts, TFDS) and the stream."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import CELEBA_DIR, MNIST_DIR, needs_celeba, needs_mnist, tiny_config
+from vlae_jax import input_pipeline
+
+
+def test_digits_split_and_value_range():
+  train = input_pipeline.read_digits("train")
+  test = input_pipeline.read_digits("test")
+  assert len(train) + len(test) == 1797 and len(test) == 297
+  batch = train.batch(np.arange(10))
+  assert batch["image"].shape == (10, 8, 8, 1)
+  assert batch["image"].dtype == np.float32
+  assert 0.0 <= batch["image"].min() and batch["image"].max() == 1.0
+  assert set(np.unique(train.labels)) == set(range(10))
+
+
+@needs_mnist
+def test_local_mnist_idx_files():
+  config = tiny_config(dataset="mnist", data_dir=MNIST_DIR)
+  train = input_pipeline.read_split(config, "train")
+  test = input_pipeline.read_split(config, "test")
+  assert train.images.shape == (60000, 28, 28, 1)
+  assert test.images.shape == (10000, 28, 28, 1)
+  # The well-known first labels of each file.
+  assert list(train.labels[:5]) == [5, 0, 4, 1, 9]
+  assert list(test.labels[:3]) == [7, 2, 1]
+  # The README's pixel mean of the training set.
+  assert abs(train.images.mean() / 255.0 - 0.1307) < 5e-4
+  assert train.images.dtype == np.uint8
+
+
+@needs_celeba
+def test_local_celeba_index_counts_and_attributes():
+  counts = {}
+  for split in ("train", "validation", "test"):
+    names, labels, attribute_names = input_pipeline.celeba_index(CELEBA_DIR,
+                                                                 split)
+    counts[split] = len(names)
+    assert labels.shape == (len(names), 40)
+    assert set(np.unique(labels)) <= {0, 1}
+  assert counts == {"train": 14283, "validation": 780, "test": 660}
+  assert attribute_names[:3] == ["5_o_Clock_Shadow", "Arched_Eyebrows",
+                                 "Attractive"]
+  names, labels, attribute_names = input_pipeline.celeba_index(CELEBA_DIR,
+                                                               "train")
+  row = labels[names.index("000001.jpg")]
+  # 000001.jpg: -1 1 1 -1 ... in list_attr_celeba.txt; Smiling (col 32) is 1.
+  assert list(row[:4]) == [0, 1, 1, 0]
+  assert row[attribute_names.index("Smiling")] == 1
+  assert row[attribute_names.index("Male")] == 0
+
+
+@needs_celeba
+def test_celeba_crop_follows_each_images_own_width():
+  from PIL import Image
+  sizes = set()
+  for name in sorted(os.listdir(os.path.join(CELEBA_DIR, "img_align_celeba"))
+                     )[:40]:
+    with Image.open(os.path.join(CELEBA_DIR, "img_align_celeba", name)) as im:
+      sizes.add(im.size)
+      out = input_pipeline.celeba_crop_and_resize(im, 64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+  assert sizes <= {(178, 218), (89, 109)}
+  # A half-scale copy gives (nearly) the same 64x64 crop as the full image.
+  with Image.open(os.path.join(CELEBA_DIR, "img_align_celeba",
+                               "000001.jpg")) as im:
+    full = im.convert("RGB")
+  half = full.resize((89, 109), Image.BILINEAR)
+  a = input_pipeline.celeba_crop_and_resize(full, 64).astype(float)
+  b = input_pipeline.celeba_crop_and_resize(half, 64).astype(float)
+  assert np.abs(a - b).mean() < 12
+
+
+def test_celeba_reader_on_a_small_official_layout(tmp_path):
+  from PIL import Image
+  root = tmp_path / "celeba"
+  (root / "img_align_celeba").mkdir(parents=True)
+  names = [f"{i:06d}.jpg" for i in range(1, 6)]
+  rng = np.random.default_rng(0)
+  for i, name in enumerate(names[:4]):  # 000005.jpg is listed but absent
+    size = (178, 218) if i % 2 == 0 else (89, 109)
+    mode = "L" if i == 3 else "RGB"  # a grayscale image is converted
+    Image.fromarray(rng.integers(0, 255, size[::-1] + ((3,) if mode == "RGB"
+                                                        else ()), np.uint8),
+                    mode).save(root / "img_align_celeba" / name)
+  (root / "img_align_celeba" / "000004.jpg").write_bytes(b"not a jpeg")
+  attr = ["5", " ".join(f"A{j}" for j in range(40))]
+  attr += [f"{n} " + " ".join("1" if (i + j) % 3 == 0 else "-1"
+                              for j in range(40))
+           for i, n in enumerate(names)]
+  (root / "list_attr_celeba.txt").write_text("\r\n".join(attr) + "\r\n")
+  (root / "list_eval_partition.txt").write_text(
+      "\n".join(f"{n} {0 if i < 3 else 2}" for i, n in enumerate(names)))
+  train = input_pipeline.read_celeba_folder(str(root), "train", 16)
+  assert train.images.shape == (3, 16, 16, 3)
+  np.testing.assert_array_equal(train.labels[1], [(1 + j) % 3 == 0
+                                                  for j in range(40)])
+  with pytest.raises(input_pipeline.DataError, match="no readable CelebA"):
+    input_pipeline.read_celeba_folder(str(root), "test", 16)  # only the bad one
+
+
+def test_tfds_mnist_route_under_mock_data(tmp_path):
+  config = tiny_config(dataset="mnist", data_dir="")
+  with tfds.testing.mock_data(num_examples=24):
+    split = input_pipeline.read_split(config, "train")
+  assert split.images.shape == (24, 28, 28, 1)
+  assert split.images.dtype == np.uint8 and split.labels.shape == (24,)
+
+
+def test_tfds_celeba_route_under_mock_data(tmp_path):
+  config = tiny_config(dataset="celeba", data_dir="", image_size=32)
+  with tfds.testing.mock_data(num_examples=6):
+    split = input_pipeline.read_split(config, "test")
+  assert split.images.shape == (6, 32, 32, 3)
+  assert split.labels.shape == (6, 40) and split.label_key == "attributes"
+  assert "Smiling" in split.label_names
+
+
+def test_cache_is_written_once_and_read_back(tmp_path):
+  config = tiny_config(tmp_path, dataset="mnist", data_dir="")
+  with tfds.testing.mock_data(num_examples=10):
+    first = input_pipeline.load_split(config, "test")
+  # Outside mock_data a TFDS read would fail here: the cache must serve it.
+  second = input_pipeline.load_split(config, "test")
+  np.testing.assert_array_equal(first.images, second.images)
+  np.testing.assert_array_equal(first.labels, second.labels)
+
+
+def test_stream_is_a_pure_function_of_seed_and_step():
+  data = input_pipeline.read_digits("test")  # 297 images
+  batch = 64
+  stream = input_pipeline.train_stream(data, batch, seed=3)
+  batches = [next(stream) for _ in range(14)]
+  resumed = input_pipeline.train_stream(data, batch, seed=3, start_step=9)
+  for step in range(9, 14):
+    got = next(resumed)
+    np.testing.assert_array_equal(got["image"], batches[step]["image"])
+    np.testing.assert_array_equal(got["label"], batches[step]["label"])
+  # Each epoch is a permutation: the first 297 stream elements are the split.
+  images = np.concatenate([b["image"] for b in batches]).reshape(-1, 64)
+  first_epoch = images[:297]
+  flat = data.images.reshape(-1, 64).astype(np.float32) / 255.0
+  assert sorted(map(bytes, first_epoch)) == sorted(map(bytes, flat))
+  assert not np.array_equal(first_epoch, flat)  # and it is shuffled
+  other = next(input_pipeline.train_stream(data, batch, seed=4))
+  assert not np.array_equal(other["image"], batches[0]["image"])
+
+
+def test_eval_batches_pad_the_last_batch_and_count_valid_rows():
+  data = input_pipeline.read_digits("test")
+  out = list(input_pipeline.eval_batches(data, 100))
+  assert [v for _, v in out] == [100, 100, 97]
+  assert all(b["image"].shape == (100, 8, 8, 1) for b, _ in out)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda t: tiny_config(dataset="mnist", data_dir=str(t / "nope")),
+     "does not exist"),
+    (lambda t: tiny_config(dataset="mnist", data_dir=str(t)), "is missing"),
+    (lambda t: tiny_config(dataset="celeba", data_dir=str(t)),
+     "img_align_celeba is missing"),
+])
+def test_bad_data_folders_give_clear_errors(tmp_path, make, match):
+  with pytest.raises(input_pipeline.DataError, match=match):
+    input_pipeline.read_split(make(tmp_path), "train")

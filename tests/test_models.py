@@ -1,0 +1,114 @@
+"""The ladder's shapes, mirror structure and batch-norm modes."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import celeba, default, mnist
+from vlae_jax import input_pipeline, models, train
+
+
+@pytest.mark.parametrize("get_config,image_shape,num_rungs,dim", [
+    (default.get_config, (8, 8, 1), 3, 2),
+    (mnist.get_config, (28, 28, 1), 3, 2),
+    (celeba.get_config, (64, 64, 3), 4, 10),
+])
+def test_output_shapes_and_rung_count(get_config, image_shape, num_rungs, dim):
+  config = get_config()
+  assert input_pipeline.image_shape(config) == image_shape
+  model = train.create_model(config)
+  images = jnp.full((3,) + image_shape, 0.5)
+  variables = jax.eval_shape(
+      lambda: model.init({"params": jax.random.PRNGKey(0),
+                          "noise": jax.random.PRNGKey(1)}, images))
+  (logits, means, stds, codes) = jax.eval_shape(
+      lambda v: model.apply(v, images, rngs={"noise": jax.random.PRNGKey(2)}),
+      variables)
+  assert logits.shape == (3,) + image_shape
+  assert model.num_rungs == num_rungs
+  assert [m.shape for m in means] == [(3, dim)] * num_rungs
+  assert [c.shape for c in codes] == [(3, dim)] * num_rungs
+
+
+def test_reference_mnist_and_celeba_rung_shapes():
+  # ../shared/REFERENCE.md: MNIST rung 1 reads 7x7x128; CelebA rungs read
+  # 32x32x64, 8x8x256, 4x4x512 and a dense 1024.
+  c = mnist.get_config().model
+  shapes = models.rung_shapes((28, 28, 1), c.rung_kinds, c.rung_widths)
+  assert [s[-1] for s in shapes] == [(7, 7, 128), (1024,), (1024,)]
+  c = celeba.get_config().model
+  shapes = models.rung_shapes((64, 64, 3), c.rung_kinds, c.rung_widths)
+  assert [s[-1] for s in shapes] == [(32, 32, 64), (8, 8, 256), (4, 4, 512),
+                                     (1024,)]
+
+
+def test_subpixel_upsampling_is_exactly_the_transposed_convolution():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
+  sub = models.SubpixelConvTranspose(4)
+  variables = sub.init(jax.random.PRNGKey(1), x)
+  variables["params"]["bias"] = jnp.arange(4.0)
+  reference = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME")
+  np.testing.assert_allclose(sub.apply(variables, x),
+                             reference.apply(variables, x), atol=1e-5)
+  # Gradients with respect to the shared parameters agree too.
+  loss = lambda m: lambda v: jnp.sum(jnp.sin(m.apply(v, x)))
+  g_sub = jax.grad(loss(sub))(variables)
+  g_ref = jax.grad(loss(reference))(variables)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), g_sub, g_ref)
+
+
+def test_batch_norm_uses_batch_statistics_only_in_training():
+  config = default.get_config()
+  model = train.create_model(config)
+  images = jax.random.uniform(jax.random.PRNGKey(0), (8, 8, 8, 1))
+  variables = model.init({"params": jax.random.PRNGKey(0),
+                          "noise": jax.random.PRNGKey(0)}, images)
+  means = lambda v, x, train: model.apply(
+      v, x, train=train, sample=False, method=model.encode,
+      mutable=["batch_stats"] if train else False)
+  # Eval mode: an image's code does not depend on the rest of the batch.
+  alone = model.apply(variables, images[:1], sample=False, method=model.encode)
+  together = model.apply(variables, images, sample=False, method=model.encode)
+  np.testing.assert_allclose(alone[0][0], together[0][0][:1], atol=1e-5)
+  # Train mode: it does, and the running averages move.
+  (train_means, _, _), updates = means(variables, images, True)
+  (train_alone, _, _), _ = means(variables, images[:2], True)
+  assert not np.allclose(train_alone[0][:1], train_means[0][:1], atol=1e-4)
+  before = jax.tree_util.tree_leaves(variables["batch_stats"])
+  after = jax.tree_util.tree_leaves(updates["batch_stats"])
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_posterior_std_is_positive_and_sampling_uses_the_noise_rng():
+  model = train.create_model(default.get_config())
+  images = jnp.zeros((4, 8, 8, 1))
+  v = model.init({"params": jax.random.PRNGKey(0),
+                  "noise": jax.random.PRNGKey(0)}, images)
+  enc = lambda key: model.apply(v, images, rngs={"noise": key},
+                                method=model.encode)
+  means, stds, a = enc(jax.random.PRNGKey(1))
+  _, _, b = enc(jax.random.PRNGKey(2))
+  assert all(float(jnp.min(s)) > 1e-3 for s in stds)
+  assert not np.allclose(a[0], b[0])
+  for m, s, z, w in zip(means, stds, a, b):
+    # Both draws are mean + std * eps: eps recovered is standard-normal-ish.
+    eps = (z - m) / s
+    assert np.all(np.abs(eps) < 6)
+
+
+def test_gated_sum_gate_starts_at_one_tenth():
+  model = train.create_model(default.get_config())
+  v = model.init({"params": jax.random.PRNGKey(0),
+                  "noise": jax.random.PRNGKey(0)}, jnp.zeros((2, 8, 8, 1)))
+  gates = [p["gate"] for name, p in v["params"].items()
+           if name.startswith("generative") and "gate" in p]
+  assert len(gates) == 2  # every rung but the top one
+  assert all(np.allclose(g, 0.1) for g in gates)
+
+
+def test_uneven_downsampling_is_refused():
+  with pytest.raises(ValueError, match="cannot halve a 7x7"):
+    models.rung_shapes((28, 28, 1), ("conv",), ((8, 8, 8),))

@@ -1,0 +1,138 @@
+"""Loss, train step, determinism, checkpoints and resume."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import tiny_config
+from vlae_jax import checkpoints, input_pipeline, train
+
+
+def setup(config):
+  model = train.create_model(config)
+  state = train.create_train_state(config, model)
+  step = jax.jit(functools.partial(train.train_step, model=model,
+                                   config=config))
+  return model, state, step
+
+
+def fixed_batch(config, size=None):
+  data = input_pipeline.load_split(config, "train")
+  return data.batch(np.arange(size or config.batch_size))
+
+
+@pytest.mark.parametrize("kind", ["l1", "l2", "bernoulli"])
+def test_reconstruction_losses_match_their_formulas(kind):
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 4, 4, 1)).astype(np.float32)
+  images = rng.uniform(size=(3, 4, 4, 1)).astype(np.float32)
+  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  expected = {
+      "l1": np.abs(images - p),
+      "l2": (images - p) ** 2,
+      "bernoulli": -(images * np.log(p) + (1 - images) * np.log(1 - p)),
+  }[kind].mean(axis=(1, 2, 3))
+  got = train.reconstruction_loss(kind, jnp.asarray(logits),
+                                  jnp.asarray(images))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_loss_is_weighted_reconstruction_plus_per_rung_mmd():
+  config = tiny_config()
+  model, state, _ = setup(config)
+  batch = fixed_batch(config)
+  key = jax.random.PRNGKey(3)
+  loss, (metrics, _) = train.loss_fn(state.params, state.batch_stats, batch,
+                                     key, model=model, config=config)
+  assert metrics["mmd"].shape == (3,)
+  np.testing.assert_allclose(
+      float(loss), 100 * float(metrics["reconstruction"])
+      + 100 * float(jnp.sum(metrics["mmd"])), rtol=1e-5)
+  # Each rung gets its own prior draw: rung draws differ.
+  prior_key = jax.random.split(key)[1]
+  draws = [jax.random.normal(jax.random.fold_in(prior_key, l), (4, 2))
+           for l in range(3)]
+  assert not np.allclose(draws[0], draws[1])
+
+
+def test_loss_on_one_fixed_batch_falls_under_training():
+  config = tiny_config(learning_rate=3e-3)
+  _, state, step = setup(config)
+  batch = fixed_batch(config)
+  losses = []
+  for _ in range(60):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["reconstruction"]))
+  assert losses[-1] < 0.6 * losses[0], losses[::10]
+
+
+def test_train_step_is_deterministic_for_a_fixed_seed():
+  config = tiny_config()
+  batch = fixed_batch(config)
+  runs = []
+  for _ in range(2):
+    _, state, step = setup(config)
+    for _ in range(3):
+      state, _ = step(state, batch)
+    runs.append(jax.device_get(state.params))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, runs[0], runs[1])
+  _, other, step = setup(tiny_config(seed=1))
+  other, _ = step(other, batch)
+  assert not np.array_equal(
+      jax.tree_util.tree_leaves(runs[0])[0],
+      jax.tree_util.tree_leaves(jax.device_get(other.params))[0])
+
+
+def test_skip_nonfinite_keeps_the_previous_state_and_counts():
+  config = tiny_config(skip_nonfinite=True)
+  _, state, step = setup(config)
+  batch = fixed_batch(config)
+  bad = dict(batch, image=batch["image"].copy())
+  bad["image"][0, 0, 0, 0] = np.nan
+  before = jax.device_get(state.params)
+  state, metrics = step(state, bad)
+  assert not bool(metrics["finite"])
+  assert int(state.skipped_updates) == 1 and int(state.step) == 1
+  jax.tree_util.tree_map(np.testing.assert_array_equal, before,
+                         jax.device_get(state.params))
+
+
+def test_checkpoint_round_trips_the_whole_state(tmp_path):
+  config = tiny_config()
+  _, state, step = setup(config)
+  state, _ = step(state, fixed_batch(config))
+  manager = checkpoints.make_manager(str(tmp_path), 2)
+  manager.save(1, args=checkpoints.ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  fresh = train.create_train_state(config, train.create_model(config))
+  restored = checkpoints.restore_latest(manager, fresh)
+  manager.close()
+  expected, got = jax.device_get(state), jax.device_get(restored)
+  assert jax.tree_util.tree_structure(expected) == \
+      jax.tree_util.tree_structure(got)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, expected, got)
+
+
+def test_a_second_run_resumes_at_the_saved_step_bitwise(tmp_path):
+  config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10)
+  uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
+  first = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10)
+  train.train_and_evaluate(first, str(tmp_path / "b"))
+  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert int(resumed.step) == 20
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         jax.device_get(uninterrupted.params),
+                         jax.device_get(resumed.params))
+
+
+def test_a_workdir_of_a_different_model_is_refused(tmp_path):
+  config = tiny_config(tmp_path, num_train_steps=2, checkpoint_every=2)
+  train.train_and_evaluate(config, str(tmp_path / "w"))
+  other = tiny_config(tmp_path, **{"model.latent_dims": (3, 2, 2)})
+  with pytest.raises(checkpoints.WorkdirError,
+                     match=r"model.latent_dims: \[2, 2, 2\] -> \[3, 2, 2\]"):
+    train.train_and_evaluate(other, str(tmp_path / "w"))
