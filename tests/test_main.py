@@ -1,0 +1,101 @@
+"""main.py end to end, in subprocesses, as a user runs it."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+TINY = ["--config.model.rung_widths=((8, 16), (32,), (32,))",
+        "--config.batch_size=16", "--config.num_train_steps=12",
+        "--config.log_every=4", "--config.eval_every=6",
+        "--config.num_eval_batches=2", "--config.image_every=6",
+        "--config.checkpoint_every=6"]
+
+
+def run_main(*args, cwd=ROOT, timeout=300):
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
+                        cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run") / "digits"
+  result = run_main(f"--workdir={workdir}", *TINY)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+def test_train_writes_config_checkpoints_events_and_progress(trained):
+  workdir, result = trained
+  assert (workdir / "config.json").exists()
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "6"]
+  assert any(n.startswith("events") for n in os.listdir(workdir / "tb"))
+  assert "step 12/12" in result.stdout and "steps/s" in result.stdout
+  assert "ETA" in result.stdout and "test reconstruction" in result.stdout
+
+
+def test_traverse_writes_a_grid_per_rung(trained):
+  workdir, _ = trained
+  result = run_main("--mode=traverse", f"--workdir={workdir}", "--steps=5",
+                    "--gif")
+  assert result.returncode == 0, result.stderr[-3000:]
+  printed = result.stdout.split()
+  for rung in range(3):
+    for kind in ("traverse", "conditional", "dims"):
+      path = workdir / "figures" / f"{kind}_rung{rung}.png"
+      assert str(path) in printed
+    # 2-D rung: a 5x5 grid of 8x8 digits enlarged 4x to 32 px, 1 px borders.
+    with Image.open(workdir / "figures" / f"traverse_rung{rung}.png") as im:
+      assert im.size == (5 * 33 + 1, 5 * 33 + 1)
+      pixels = np.asarray(im)
+      assert pixels.std() > 5  # not a blank picture
+    assert (workdir / "figures" / f"traverse_rung{rung}.gif").exists()
+
+
+def test_rerun_resumes_and_finishes_at_once(trained):
+  workdir, _ = trained
+  result = run_main(f"--workdir={workdir}", *TINY)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "step " not in result.stdout  # nothing left to train
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode=sing"], "unknown mode 'sing'"),
+    (["--config.dataset=cifar"], "unknown dataset 'cifar'"),
+    (["--config.learning_rate=-1"], "learning_rate must be a positive"),
+    (["--config.loss.kernel=laplace"], "unknown loss.kernel 'laplace'"),
+    (["--config.model.rung_kinds=('conv', 'dense')"],
+     "model.rung_kinds has 2 entries but model.latent_dims has 3 rungs"),
+    (["--config.model.rung_widths=((8, 8, 8, 8), (4,), (4,))"],
+     "cannot halve"),
+    (["--config.loss.estimator=unbiased", "--config.batch_size=1"],
+     "needs at least 2 samples"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args,
+                                                         message):
+  workdir = tmp_path / "w"
+  result = run_main(f"--workdir={workdir}", *args)
+  assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not workdir.exists()
+
+
+def test_analysis_without_a_checkpoint_fails_cleanly(tmp_path):
+  result = run_main("--mode=traverse", f"--workdir={tmp_path / 'none'}")
+  assert result.returncode == 2
+  assert "has no config.json" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_help_documents_the_modes():
+  result = run_main("--help")  # absl exits 1 after printing help
+  for word in ("train", "traverse", "--workdir", "--config"):
+    assert word in result.stdout
