@@ -8,6 +8,9 @@ Modes (--mode):
             radius]), conditional_rung{l}.png (other rungs fixed, rung l
             resampled), dims_rung{l}.png (one row per latent dimension), and
             with --gif an animated traverse_rung{l}.gif.
+  sample    <workdir>/figures/samples.png: an 8x8 grid decoded from N(0, I).
+  reconstruct  <workdir>/figures/reconstructions.png: --count test images
+            from --start (top row) above their reconstructions.
 
 Examples:
   python main.py                                   # digits, runs/default
@@ -22,7 +25,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("train", "traverse")
+MODES = ("train", "traverse", "sample", "reconstruct")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -41,6 +44,8 @@ flags.DEFINE_integer("steps", 9, "traverse: grid points per swept dimension.")
 flags.DEFINE_integer("seed", 0, "Analysis modes: seed of the random codes.")
 flags.DEFINE_bool("gif", False, "traverse: also write animated GIFs.")
 flags.DEFINE_list("rungs", None, "traverse: only these rungs (e.g. 0,2).")
+flags.DEFINE_integer("count", 16, "reconstruct: number of test images.")
+flags.DEFINE_integer("start", 0, "reconstruct: index of the first test image.")
 
 
 def fail(message: str):
@@ -72,7 +77,15 @@ def main(argv):
                                     steps=FLAGS.steps, seed=FLAGS.seed,
                                     gif=FLAGS.gif, rungs=rungs):
         print(path)
-  except (configuration.ConfigError, WorkdirError, DataError) as e:
+    elif FLAGS.mode == "sample":
+      for path in analysis.sample(workdir, seed=FLAGS.seed):
+        print(path)
+    elif FLAGS.mode == "reconstruct":
+      for path in analysis.reconstruct_figure(workdir, FLAGS.count,
+                                              FLAGS.start):
+        print(path)
+  except (configuration.ConfigError, WorkdirError, DataError,
+          analysis.AnalysisError) as e:
     fail(str(e))
   except train.NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -59,6 +59,23 @@ def test_traverse_writes_a_grid_per_rung(trained):
     assert (workdir / "figures" / f"traverse_rung{rung}.gif").exists()
 
 
+def test_sample_and_reconstruct_modes(trained):
+  workdir, _ = trained
+  result = run_main("--mode=sample", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with Image.open(workdir / "figures" / "samples.png") as im:
+    assert im.size == (8 * 33 + 1, 8 * 33 + 1)
+  result = run_main("--mode=reconstruct", f"--workdir={workdir}",
+                    "--count=5", "--start=3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with Image.open(workdir / "figures" / "reconstructions.png") as im:
+    assert im.size == (5 * 33 + 1, 2 * 33 + 1)
+  result = run_main("--mode=reconstruct", f"--workdir={workdir}",
+                    "--start=290", "--count=16")
+  assert result.returncode == 2
+  assert "outside the test split (0..296)" in result.stderr
+
+
 def test_rerun_resumes_and_finishes_at_once(trained):
   workdir, _ = trained
   result = run_main(f"--workdir={workdir}", *TINY)

@@ -16,6 +16,10 @@ import numpy as np
 from vlae_jax import checkpoints, plotting, train
 
 
+class AnalysisError(ValueError):
+  """A bad analysis request (rung, index, radius); the message says the fix."""
+
+
 def variables_of(state) -> Dict:
   variables = {"params": state.params}
   if state.batch_stats:
@@ -132,7 +136,7 @@ def conditional_codes(model, key, rung: int, rows: int, cols: int):
 
 def check_rung(model, rung: Optional[int]):
   if rung is not None and not 0 <= rung < model.num_rungs:
-    raise ValueError(f"rung {rung} is out of range; this model has rungs "
+    raise AnalysisError(f"rung {rung} is out of range; this model has rungs "
                      f"0..{model.num_rungs - 1}.")
 
 
@@ -156,7 +160,7 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   for rung in rungs:
     check_rung(model, rung)
   if not radius > 0 or steps < 2:
-    raise ValueError(f"need radius > 0 and steps >= 2, got radius={radius}, "
+    raise AnalysisError(f"need radius > 0 and steps >= 2, got radius={radius}, "
                      f"steps={steps}.")
   variables = variables_of(state)
   key = jax.random.PRNGKey(seed)
@@ -188,3 +192,36 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
           os.path.join(figures, f"traverse_rung{rung}.gif"), frames))
   del config
   return written
+
+
+def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0
+           ) -> List[str]:
+  """``figures/samples.png``: a rows x cols grid decoded from prior draws."""
+  _, model, state = load_experiment(workdir)
+  if rows < 1 or cols < 1:
+    raise AnalysisError(f"need rows, cols >= 1, got {rows}x{cols}.")
+  codes = prior_codes(model, jax.random.PRNGKey(seed), rows * cols)
+  images = decode_images(model, variables_of(state), codes)
+  return [plotting.save_png(
+      os.path.join(workdir, "figures", "samples.png"),
+      plotting.image_grid(images.reshape((rows, cols) + images.shape[1:])))]
+
+
+def reconstruct_figure(workdir: str, count: int = 16, start: int = 0
+                       ) -> List[str]:
+  """``figures/reconstructions.png``: test images (top) over reconstructions.
+
+  The images are ``count`` consecutive test images from index ``start``,
+  reconstructed from their posterior means.
+  """
+  from vlae_jax import input_pipeline
+  config, model, state = load_experiment(workdir)
+  test = input_pipeline.load_split(config, "test")
+  if count < 1 or not 0 <= start or start + count > len(test):
+    raise AnalysisError(f"images {start}..{start + count - 1} are outside the "
+                     f"test split (0..{len(test) - 1}).")
+  images = test.batch(np.arange(start, start + count))["image"]
+  recon = reconstruct(model, variables_of(state), images)
+  return [plotting.save_png(
+      os.path.join(workdir, "figures", "reconstructions.png"),
+      plotting.image_grid(np.stack([images, recon])))]
