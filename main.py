@@ -1,22 +1,33 @@
 """Train and analyse the MMD variational ladder autoencoder.
 
-Modes (--mode):
-  train     train into --workdir (resumes from its newest checkpoint); writes
-            config.json, checkpoints/, tb/ (TensorBoard) and progress lines.
-  traverse  per-rung figures from a trained --workdir, under <workdir>/figures/:
-            traverse_rung{l}.png (the paper's Fig. 2/3 sweep over [-radius,
-            radius]), conditional_rung{l}.png (other rungs fixed, rung l
-            resampled), dims_rung{l}.png (one row per latent dimension), and
-            with --gif an animated traverse_rung{l}.gif.
-  sample    <workdir>/figures/samples.png: an 8x8 grid decoded from N(0, I).
-  reconstruct  <workdir>/figures/reconstructions.png: --count test images
-            from --start (top row) above their reconstructions.
+Modes (--mode); every mode but train reads only --workdir (its config.json and
+newest checkpoint) plus its own flags, and prints the files it wrote:
+  train        train into --workdir (resumes from its newest checkpoint);
+               writes config.json, checkpoints/, tb/ and progress lines.
+  traverse     per rung, under <workdir>/figures/: traverse_rung{l}.png (the
+               paper's Fig. 2/3 sweep over [-radius, radius], other rungs
+               random), conditional_rung{l}.png (other rungs fixed per row,
+               rung l resampled), dims_rung{l}.png (one row per dimension);
+               --gif adds traverse_rung{l}.gif.
+  sample       figures/samples.png: an 8x8 grid decoded from N(0, I).
+  reconstruct  figures/reconstructions.png: --count test images from --start
+               above their reconstructions.
+  interpolate  figures/interpolate_{a}_{b}.png between test images
+               --images=a,b: all --rungs at once, then each rung alone.
+  arithmetic   figures/arithmetic.png, the paper's Fig. 4: rows a, b, c and
+               decode(z_a - z_b + z_c) for --images=a,b,c[,a,b,c...]; with
+               --attribute=NAME (CelebA) figures/edit_NAME.png instead: the
+               attribute vector (mean code with minus without) times
+               --strength added to the test faces --images, in --rungs.
+  evaluate     eval/metrics.json, eval/metrics.txt, eval/probe_heatmap.png:
+               test reconstruction, per-rung MMD^2, active units, linear probes.
 
 Examples:
   python main.py                                   # digits, runs/default
   python main.py --mode=traverse                   # figures of runs/default
   python main.py --config=configs/celeba.py --workdir=runs/celeba
-  python main.py --config=configs/mnist.py --config.data_dir=../shared/data/mnist
+  python main.py --mode=arithmetic --workdir=runs/celeba --images=3,8,12
+  python main.py --mode=arithmetic --workdir=runs/celeba --attribute=Smiling --images=0,1,2
 """
 
 import os
@@ -25,7 +36,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("train", "traverse", "sample", "reconstruct")
+MODES = ("train", "traverse", "sample", "reconstruct", "interpolate",
+         "arithmetic", "evaluate")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -38,19 +50,75 @@ flags.DEFINE_string("workdir", None,
                     "read its config.json and newest checkpoint).")
 flags.DEFINE_string("mode", "train", f"One of {list(MODES)}.")
 flags.DEFINE_bool("allow_config_change", False,
-                  "Resume a workdir even though its saved config differs.")
+                  "train: resume a workdir even though its saved config "
+                  "differs.")
 flags.DEFINE_float("radius", 3.0, "traverse: sweep codes over [-radius, radius].")
-flags.DEFINE_integer("steps", 9, "traverse: grid points per swept dimension.")
+flags.DEFINE_integer("steps", 9, "traverse/interpolate: points per sweep.")
 flags.DEFINE_integer("seed", 0, "Analysis modes: seed of the random codes.")
 flags.DEFINE_bool("gif", False, "traverse: also write animated GIFs.")
-flags.DEFINE_list("rungs", None, "traverse: only these rungs (e.g. 0,2).")
+flags.DEFINE_list("rungs", None, "traverse/interpolate/arithmetic: only these "
+                  "rungs (e.g. 0,2); default all.")
 flags.DEFINE_integer("count", 16, "reconstruct: number of test images.")
 flags.DEFINE_integer("start", 0, "reconstruct: index of the first test image.")
+flags.DEFINE_list("images", None, "interpolate: a,b; arithmetic: a,b,c triples "
+                  "or, with --attribute, the faces to edit (test indices).")
+flags.DEFINE_string("attribute", None, "arithmetic: a CelebA attribute name.")
+flags.DEFINE_float("strength", 1.5, "arithmetic: multiple of the attribute "
+                   "vector to add.")
+flags.DEFINE_integer("probe_train_size", 10000,
+                     "evaluate: training images the linear probes fit on.")
 
 
-def fail(message: str):
+def fail(message: str, code: int = 2):
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
+
+
+def int_list(name, values, default=None):
+  if values is None:
+    return default
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    fail(f"--{name} takes comma-separated integers, got {','.join(values)}.")
+
+
+def run_mode(mode, config, workdir):
+  from vlae_jax import analysis, configuration, evaluate, train
+  rungs = int_list("rungs", FLAGS.rungs)
+  images = int_list("images", FLAGS.images)
+  if mode == "train":
+    configuration.validate(config)
+    train.train_and_evaluate(config, workdir, FLAGS.allow_config_change)
+    print(f"trained into {workdir}; next: python main.py --mode=traverse "
+          f"--workdir={workdir}")
+    return []
+  if mode == "traverse":
+    return analysis.traverse(workdir, radius=FLAGS.radius, steps=FLAGS.steps,
+                             seed=FLAGS.seed, gif=FLAGS.gif, rungs=rungs)
+  if mode == "sample":
+    return analysis.sample(workdir, seed=FLAGS.seed)
+  if mode == "reconstruct":
+    return analysis.reconstruct_figure(workdir, FLAGS.count, FLAGS.start)
+  if mode == "interpolate":
+    images = images or [0, 1]
+    if len(images) != 2:
+      fail(f"--images takes two test indices a,b for interpolate, got "
+           f"{images}.")
+    return analysis.interpolate(workdir, images[0], images[1],
+                                steps=FLAGS.steps, rungs=rungs)
+  if mode == "arithmetic":
+    if FLAGS.attribute:
+      return analysis.edit_attribute(workdir, FLAGS.attribute,
+                                     images or list(range(8)),
+                                     strength=FLAGS.strength, rungs=rungs)
+    images = images or [0, 1, 2]
+    if len(images) % 3:
+      fail(f"--images takes test indices in triples a,b,c for arithmetic, "
+           f"got {len(images)} indices.")
+    return analysis.arithmetic(
+        workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs)
+  return evaluate.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed)
 
 
 def main(argv):
@@ -66,31 +134,22 @@ def main(argv):
   from vlae_jax.checkpoints import WorkdirError
   from vlae_jax.input_pipeline import DataError
   try:
-    if FLAGS.mode == "train":
-      configuration.validate(config)
-      train.train_and_evaluate(config, workdir, FLAGS.allow_config_change)
-      print(f"trained into {workdir}; next: python main.py --mode=traverse "
-            f"--workdir={workdir}")
-    elif FLAGS.mode == "traverse":
-      rungs = None if FLAGS.rungs is None else [int(r) for r in FLAGS.rungs]
-      for path in analysis.traverse(workdir, radius=FLAGS.radius,
-                                    steps=FLAGS.steps, seed=FLAGS.seed,
-                                    gif=FLAGS.gif, rungs=rungs):
-        print(path)
-    elif FLAGS.mode == "sample":
-      for path in analysis.sample(workdir, seed=FLAGS.seed):
-        print(path)
-    elif FLAGS.mode == "reconstruct":
-      for path in analysis.reconstruct_figure(workdir, FLAGS.count,
-                                              FLAGS.start):
-        print(path)
+    for path in run_mode(FLAGS.mode, config, workdir):
+      print(path)
   except (configuration.ConfigError, WorkdirError, DataError,
           analysis.AnalysisError) as e:
     fail(str(e))
   except train.NonFiniteError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
+    fail(str(e), code=3)
+
+
+def parse_flags(argv):
+  """absl's parser, with a one-line message and exit code 2 on bad flags."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{str(e).splitlines()[0]}; see --helpfull for the flags.")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -225,3 +225,142 @@ def reconstruct_figure(workdir: str, count: int = 16, start: int = 0
   return [plotting.save_png(
       os.path.join(workdir, "figures", "reconstructions.png"),
       plotting.image_grid(np.stack([images, recon])))]
+
+
+def parse_rungs(model, rungs: Optional[Sequence[int]]) -> List[int]:
+  """All rungs for None, else the given ones after a range check."""
+  if rungs is None:
+    return list(range(model.num_rungs))
+  for rung in rungs:
+    check_rung(model, rung)
+  return list(rungs)
+
+
+def _test_images(config, indices: Sequence[int]):
+  from vlae_jax import input_pipeline
+  test = input_pipeline.load_split(config, "test")
+  for i in indices:
+    if not 0 <= i < len(test):
+      raise AnalysisError(f"image index {i} is outside the test split "
+                          f"(0..{len(test) - 1}).")
+  return test, test.batch(np.asarray(indices))["image"]
+
+
+def interpolation_codes(start, end, rungs: Sequence[int], steps: int):
+  """Codes moving from ``start`` to ``end`` (per rung ``[1, dim]``) in the
+  given rungs only; the other rungs stay at ``start``. ``[steps, dim]`` each."""
+  t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+  codes = []
+  for l, (a, b) in enumerate(zip(start, end)):
+    a, b = np.asarray(a), np.asarray(b)
+    codes.append((1 - t) * a + t * b if l in rungs else np.repeat(a, steps, 0))
+  return codes
+
+
+def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
+                rungs: Optional[Sequence[int]] = None) -> List[str]:
+  """``figures/interpolate_{a}_{b}.png``: row per setting, image a -> b.
+
+  The first row moves every chosen rung at once; then one row per chosen rung
+  moving that rung alone, so the rows show what each rung changes.
+  """
+  config, model, state = load_experiment(workdir)
+  rungs = parse_rungs(model, rungs)
+  if steps < 2:
+    raise AnalysisError(f"need steps >= 2, got {steps}.")
+  _, images = _test_images(config, [index_a, index_b])
+  variables = variables_of(state)
+  means = encode_means(model, variables, images)
+  start = [m[:1] for m in means]
+  end = [m[1:2] for m in means]
+  settings = [rungs] + ([[r] for r in rungs] if len(rungs) > 1 else [])
+  rows = [decode_images(model, variables,
+                        interpolation_codes(start, end, s, steps))
+          for s in settings]
+  return [plotting.save_png(
+      os.path.join(workdir, "figures", f"interpolate_{index_a}_{index_b}.png"),
+      plotting.image_grid(np.stack(rows)))]
+
+
+def arithmetic_codes(z_a, z_b, z_c, rungs: Sequence[int]):
+  """Per rung ``z_a - z_b + z_c`` in ``rungs``, ``z_a`` elsewhere."""
+  return [np.asarray(a) - np.asarray(b) + np.asarray(c) if l in rungs
+          else np.asarray(a) for l, (a, b, c) in enumerate(zip(z_a, z_b, z_c))]
+
+
+def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
+               rungs: Optional[Sequence[int]] = None) -> List[str]:
+  """The paper's Fig. 4: rows of a, b, c and decode(z_a - z_b + z_c).
+
+  ``triples`` are test-image indices ``(a, b, c)``; codes are posterior means.
+  Written to ``figures/arithmetic.png``.
+  """
+  config, model, state = load_experiment(workdir)
+  rungs = parse_rungs(model, rungs)
+  flat = [i for t in triples for i in t]
+  if not triples or any(len(t) != 3 for t in triples):
+    raise AnalysisError(f"give image indices in triples a,b,c; got {flat}.")
+  _, images = _test_images(config, flat)
+  variables = variables_of(state)
+  means = encode_means(model, variables, images)
+  z_a, z_b, z_c = ([m[k::3] for m in means] for k in range(3))
+  result = decode_images(model, variables,
+                         arithmetic_codes(z_a, z_b, z_c, rungs))
+  grid = np.concatenate([images.reshape((len(triples), 3) + images.shape[1:]),
+                         result[:, None]], axis=1)
+  return [plotting.save_png(os.path.join(workdir, "figures", "arithmetic.png"),
+                            plotting.image_grid(grid))]
+
+
+def attribute_vectors(codes: Sequence[np.ndarray], present: np.ndarray
+                      ) -> List[np.ndarray]:
+  """Per rung: mean code of rows with the attribute minus rows without.
+
+  ``codes`` per rung ``[n, dim]``; ``present`` ``[n]`` booleans. Returns per
+  rung ``[dim]``.
+  """
+  present = np.asarray(present, bool)
+  if present.all() or not present.any():
+    raise AnalysisError("the attribute is present in all or none of the "
+                        "images; its vector is undefined.")
+  return [c[present].mean(0) - c[~present].mean(0) for c in codes]
+
+
+def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
+                   strength: float = 1.5, rungs: Optional[Sequence[int]] = None,
+                   max_train_images: int = 5000) -> List[str]:
+  """Adds ``strength`` x the attribute vector to chosen test faces.
+
+  The attribute vector of each rung is the mean posterior code of training
+  images with the attribute minus those without (over at most
+  ``max_train_images``). Writes ``figures/edit_{attribute}.png``: the
+  originals, their reconstructions, and the edits (in ``rungs``: one row with
+  all of them, then one row per rung).
+  """
+  from vlae_jax import input_pipeline
+  config, model, state = load_experiment(workdir)
+  rungs = parse_rungs(model, rungs)
+  train_split = input_pipeline.load_split(config, "train")
+  if train_split.label_key != "attributes":
+    raise AnalysisError(f"dataset {config.dataset!r} has no attributes; "
+                        "attribute editing needs CelebA.")
+  if attribute not in train_split.label_names:
+    raise AnalysisError(f"unknown attribute {attribute!r}; choose one of "
+                        f"{', '.join(train_split.label_names)}.")
+  _, images = _test_images(config, indices)
+  variables = variables_of(state)
+  rows = np.arange(min(len(train_split), max_train_images))
+  train_codes = encode_means(model, variables,
+                             train_split.batch(rows)["image"])
+  present = train_split.labels[rows, train_split.label_names.index(attribute)]
+  vectors = attribute_vectors(train_codes, present)
+  means = encode_means(model, variables, images)
+  grid = [images, decode_images(model, variables, means)]
+  settings = [rungs] + ([[r] for r in rungs] if len(rungs) > 1 else [])
+  for chosen in settings:
+    edited = [m + strength * v if l in chosen else m
+              for l, (m, v) in enumerate(zip(means, vectors))]
+    grid.append(decode_images(model, variables, edited))
+  return [plotting.save_png(
+      os.path.join(workdir, "figures", f"edit_{attribute}.png"),
+      plotting.image_grid(np.stack(grid)))]

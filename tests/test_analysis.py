@@ -1,0 +1,154 @@
+"""Analysis and evaluation at the code level, on tiny trained checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_config
+from vlae_jax import analysis, evaluate, train
+
+
+@pytest.fixture(scope="module")
+def digits_workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("analysis")
+  config = tiny_config(root, num_train_steps=4, checkpoint_every=4,
+                       eval_every=4, image_every=4)
+  train.train_and_evaluate(config, str(root / "digits"))
+  return str(root / "digits")
+
+
+def write_celeba_folder(root, count=12, size=(178, 218)):
+  rng = np.random.default_rng(0)
+  (root / "img_align_celeba").mkdir(parents=True)
+  names = [f"{i:06d}.jpg" for i in range(1, count + 1)]
+  for name in names:
+    Image.fromarray(rng.integers(0, 255, size[::-1] + (3,), np.uint8)).save(
+        root / "img_align_celeba" / name)
+  attr = [str(count), " ".join(f"Attr{j}" for j in range(39)) + " Smiling"]
+  attr += [f"{n} " + " ".join("1" if (i + j) % 2 else "-1" for j in range(40))
+           for i, n in enumerate(names)]
+  (root / "list_attr_celeba.txt").write_text("\n".join(attr))
+  (root / "list_eval_partition.txt").write_text(
+      "\n".join(f"{n} {0 if i < count - 4 else 2}" for i, n in enumerate(names)))
+
+
+def test_arithmetic_decodes_exactly_a_minus_b_plus_c(digits_workdir,
+                                                     monkeypatch):
+  rng = np.random.default_rng(0)
+  fake = [rng.normal(size=(6, 2)).astype(np.float32) for _ in range(3)]
+  seen = {}
+  monkeypatch.setattr(analysis, "encode_means", lambda *a, **k: fake)
+  real_decode = analysis.decode_images
+
+  def spy(model, variables, codes):
+    seen["codes"] = [np.array(c) for c in codes]
+    return real_decode(model, variables, codes)
+
+  monkeypatch.setattr(analysis, "decode_images", spy)
+  paths = analysis.arithmetic(digits_workdir, [(0, 1, 2), (3, 4, 5)],
+                              rungs=[0, 2])
+  for l in range(3):
+    a, b, c = fake[l][0::3], fake[l][1::3], fake[l][2::3]
+    expected = a - b + c if l in (0, 2) else a
+    np.testing.assert_array_equal(seen["codes"][l], expected)
+  with Image.open(paths[0]) as im:  # 2 rows of a, b, c, result
+    assert im.size == (4 * 33 + 1, 2 * 33 + 1)
+
+
+def test_attribute_vector_of_a_synthetic_case():
+  present = np.array([1, 1, 0, 0, 0, 1], bool)
+  vector = np.array([2.0, -1.0])
+  base = np.array([[0.3, 0.1], [-0.3, -0.1], [0.5, 0.2], [-0.5, -0.2],
+                   [0.0, 0.0], [0.0, 0.0]])
+  codes = [base + present[:, None] * vector, base]
+  got = analysis.attribute_vectors(codes, present)
+  np.testing.assert_allclose(got[0], vector, atol=1e-12)
+  np.testing.assert_allclose(got[1], 0.0, atol=1e-12)
+  with pytest.raises(analysis.AnalysisError, match="all or none"):
+    analysis.attribute_vectors(codes, np.ones(6, bool))
+
+
+def test_probe_finds_a_planted_label_and_not_noise():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 2, 800)
+  codes = rng.normal(size=(800, 4))
+  planted = codes + 3.0 * labels[:, None] * np.array([1, 0, 0, 0])
+  score = evaluate.probe_score(planted[:600], labels[:600], planted[600:],
+                               labels[600:], balanced=True)
+  assert score > 0.9
+  chance = evaluate.probe_score(codes[:600], labels[:600], codes[600:],
+                                labels[600:], balanced=True)
+  assert abs(chance - 0.5) < 0.1
+
+
+def test_active_units_counts_dimensions_that_vary():
+  rng = np.random.default_rng(0)
+  means = np.stack([rng.normal(size=1000), 0.05 * rng.normal(size=1000),
+                    np.full(1000, 2.0)], axis=1)
+  assert evaluate.active_units(means) == 1  # variances 1, 0.0025, 0
+
+
+def test_interpolation_moves_only_the_chosen_rungs():
+  start = [np.zeros((1, 2)), np.ones((1, 2)), np.full((1, 2), 2.0)]
+  end = [np.ones((1, 2)), np.zeros((1, 2)), np.full((1, 2), -2.0)]
+  codes = analysis.interpolation_codes(start, end, rungs=[1], steps=5)
+  np.testing.assert_array_equal(codes[0], np.zeros((5, 2)))
+  np.testing.assert_allclose(codes[1][:, 0], [1, 0.75, 0.5, 0.25, 0])
+  np.testing.assert_array_equal(codes[2], np.full((5, 2), 2.0))
+
+
+def test_sweep_covers_the_radius_grid():
+  base = [np.zeros((1, 2)), np.ones((1, 10))]
+  codes, rows = analysis.sweep_codes(base, 0, radius=3.0, steps=4)
+  assert rows == 4 and codes[0].shape == (16, 2)
+  assert codes[0].min() == -3.0 and codes[0].max() == 3.0
+  np.testing.assert_array_equal(codes[1], np.ones((16, 10)))
+  codes, rows = analysis.sweep_codes(base, 1, radius=2.0, steps=3)
+  assert rows == 10 and codes[1].shape == (30, 10)
+  np.testing.assert_array_equal(codes[1][3:6, 1], [-2, 0, 2])
+  assert np.count_nonzero(codes[1][3:6, [0] + list(range(2, 10))]) == 0
+
+
+def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
+  paths = evaluate.evaluate(digits_workdir, probe_train_size=300)
+  metrics = json.load(open(paths[0]))
+  assert metrics["test_images"] == 297 and len(metrics["mmd"]) == 3
+  assert len(metrics["probe"]["digit accuracy"]) == 3
+  assert all(0 <= a <= 2 for a in metrics["active_units"])
+  assert "active units" in open(paths[1]).read()
+  with Image.open(paths[2]) as im:
+    assert im.size[0] > 100
+
+
+def test_bad_analysis_requests_are_refused(digits_workdir):
+  with pytest.raises(analysis.AnalysisError, match=r"rung 3 is out of range"):
+    analysis.traverse(digits_workdir, rungs=[3])
+  with pytest.raises(analysis.AnalysisError, match=r"outside the test split"):
+    analysis.interpolate(digits_workdir, 0, 297)
+  with pytest.raises(analysis.AnalysisError, match="has no attributes"):
+    analysis.edit_attribute(digits_workdir, "Smiling", [0])
+
+
+def test_attribute_editing_on_a_tiny_celeba(tmp_path):
+  write_celeba_folder(tmp_path / "celeba")
+  config = tiny_config(tmp_path, dataset="celeba",
+                       data_dir=str(tmp_path / "celeba"), image_size=16,
+                       batch_size=4, num_train_steps=2, checkpoint_every=2,
+                       eval_every=2, image_every=2)
+  config.model.rung_kinds = ("conv", "conv", "dense")
+  config.model.rung_widths = ((4,), (8,), (16,))
+  config.model.combine = "concat"
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  paths = analysis.edit_attribute(workdir, "Smiling", [0, 1, 2], rungs=[0, 2])
+  with Image.open(paths[0]) as im:
+    # rows: originals, reconstructions, all chosen rungs, rung 0, rung 2
+    assert im.size == (3 * 33 + 1, 5 * 33 + 1)
+  with pytest.raises(analysis.AnalysisError,
+                     match="unknown attribute 'Smile'; choose one of Attr0"):
+    analysis.edit_attribute(workdir, "Smile", [0])
+  paths = evaluate.evaluate(workdir, probe_train_size=100)
+  metrics = json.load(open(paths[0]))
+  assert len(metrics["probe"]) == 40
