@@ -38,13 +38,32 @@ from ml_collections import config_flags
 
 MODES = ("train", "traverse", "sample", "reconstruct", "interpolate",
          "arithmetic", "evaluate")
+CONFIG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError)
+
+
+def fail(message: str, code: int = 2):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def config_error(e: Exception):
+  text = (str(e).strip().splitlines() or [""])[0]
+  if isinstance(e, (KeyError, AttributeError)):
+    text = f"unknown config field '{text.strip(chr(34) + chr(39) + ' ')}'"
+  fail(f"{text}; see --helpfull for the flags and configs/default.py for "
+       "the config fields.")
+
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "configs", "default.py"),
-    "Training config file; override fields with --config.field=value.",
-    lock_config=True)
+try:  # the default config file's --config.x=y overrides are applied here
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "configs", "default.py"),
+      "Training config file; override fields with --config.field=value.",
+      lock_config=True)
+except CONFIG_ERRORS as e:
+  config_error(e)
+
 flags.DEFINE_string("workdir", None,
                     "Run folder (default runs/<config name>; analysis modes "
                     "read its config.json and newest checkpoint).")
@@ -67,11 +86,6 @@ flags.DEFINE_float("strength", 1.5, "arithmetic: multiple of the attribute "
                    "vector to add.")
 flags.DEFINE_integer("probe_train_size", 10000,
                      "evaluate: training images the linear probes fit on.")
-
-
-def fail(message: str, code: int = 2):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(code)
 
 
 def int_list(name, values, default=None):
@@ -147,8 +161,8 @@ def parse_flags(argv):
   """absl's parser, with a one-line message and exit code 2 on bad flags."""
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    fail(f"{str(e).splitlines()[0]}; see --helpfull for the flags.")
+  except CONFIG_ERRORS as e:
+    config_error(e)
 
 
 if __name__ == "__main__":

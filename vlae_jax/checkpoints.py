@@ -76,8 +76,8 @@ def config_differences(saved: dict, new: dict, prefix: str = ""):
   return diffs
 
 
-def write_config(workdir: str, config, allow_config_change: bool = False):
-  """Writes config.json, refusing a model-changing edit of an existing run."""
+def check_config(workdir: str, config, allow_config_change: bool = False):
+  """Refuses a model-changing edit of an existing run (writes nothing)."""
   path = config_path(workdir)
   if os.path.exists(path):
     with open(path) as f:
@@ -88,6 +88,12 @@ def write_config(workdir: str, config, allow_config_change: bool = False):
           f"workdir {workdir!r} holds a run with a different config "
           f"({'; '.join(diffs)}); use a new --workdir, or pass "
           "--allow_config_change to resume it with the new values.")
+
+
+def write_config(workdir: str, config, allow_config_change: bool = False):
+  """Writes config.json (atomically), after ``check_config``."""
+  check_config(workdir, config, allow_config_change)
+  path = config_path(workdir)
   os.makedirs(workdir, exist_ok=True)
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
@@ -101,18 +107,34 @@ def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any
-                   ) -> Optional[Any]:
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
+                   set_aside: bool = False) -> Optional[Any]:
   """The newest checkpoint that restores, or None; broken ones are skipped.
 
-  A checkpoint cut short by a crash (truncated or deleted files) is skipped with
-  a warning naming it; it is left on disk, never deleted.
+  A checkpoint cut short by a crash (truncated or deleted files) is skipped
+  with a warning naming it. Nothing is deleted: with ``set_aside`` (training,
+  which will write that step again) the folder is renamed to
+  ``<step>.unreadable-<n>`` so the new save cannot collide with it.
   """
   for step in sorted(manager.all_steps(), reverse=True):
+    path = os.path.join(str(manager.directory), str(step))
     try:
       return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except Exception as e:  # pylint: disable=broad-except
-      logging.warning("skipping unreadable checkpoint %s (%s: %s)",
-                      os.path.join(str(manager.directory), str(step)),
-                      type(e).__name__, str(e).splitlines()[0][:200])
+      reason = (str(e).splitlines() or [""])[0][:200]
+      if set_aside:
+        n = 0
+        while os.path.exists(f"{path}.unreadable-{n}"):
+          n += 1
+        os.rename(path, f"{path}.unreadable-{n}")
+        manager.reload()
+        logging.warning("skipping unreadable checkpoint %s (%s: %s); kept as "
+                        "%s", path, type(e).__name__, reason,
+                        f"{path}.unreadable-{n}")
+        print(f"warning: skipping unreadable checkpoint {path}; kept as "
+              f"{path}.unreadable-{n}", flush=True)
+      else:
+        logging.warning("skipping unreadable checkpoint %s (%s: %s)", path,
+                        type(e).__name__, reason)
+        print(f"warning: skipping unreadable checkpoint {path}", flush=True)
   return None

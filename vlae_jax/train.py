@@ -227,13 +227,15 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   progress line every ``config.log_every`` steps. Returns the final state.
   """
   from vlae_jax import reporting  # TensorFlow import kept out of the hot path
-  checkpoints.write_config(workdir, config, allow_config_change)
+  # Every check and the data load come before the first write to workdir.
+  checkpoints.check_config(workdir, config, allow_config_change)
   train_data = input_pipeline.load_split(config, "train")
   test_data = input_pipeline.load_split(config, "test")
+  checkpoints.write_config(workdir, config, allow_config_change)
   model = create_model(config, train_data.images.shape[1:])
   state = create_train_state(config, model)
   manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-  restored = checkpoints.restore_latest(manager, state)
+  restored = checkpoints.restore_latest(manager, state, set_aside=True)
   if restored is not None:
     state = restored
     logging.info("resumed from step %d", int(state.step))
@@ -267,7 +269,9 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
         raise NonFiniteError(
             f"non-finite loss or gradient at step {bad} (loss={m['loss']}, "
             f"reconstruction={m['reconstruction']}, mmd={list(m['mmd'])}); "
-            f"last good checkpoint: step {last_saved}. Lower the learning "
+            f"last good checkpoint: "
+            f"{'step %d' % last_saved if last_saved else 'none yet'}. "
+            "Lower the learning "
             "rate or set --config.skip_nonfinite=True to skip such updates.")
     mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
     now = time.perf_counter()

@@ -1,0 +1,142 @@
+"""Faults: SIGKILL, SIGINT, broken checkpoints, non-finite losses, bad flags."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from conftest import ROOT, tiny_config
+from test_main import TINY, run_main
+from vlae_jax import analysis, train
+
+
+def popen_main(*args):
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"),
+                           *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def final_params(workdir):
+  _, _, state = analysis.load_experiment(str(workdir))
+  return int(state.step), jax.device_get(state.params)
+
+
+def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
+  args = TINY + ["--config.num_train_steps=400", "--config.checkpoint_every=40",
+                 "--config.log_every=20", "--config.eval_every=10000",
+                 "--config.image_every=10000"]
+  reference = run_main(f"--workdir={tmp_path / 'a'}", *args)
+  assert reference.returncode == 0, reference.stdout[-2000:]
+  proc = popen_main(f"--workdir={tmp_path / 'b'}", *args)
+  first = tmp_path / "b" / "checkpoints" / "40"
+  deadline = time.time() + 240
+  while not first.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(random.uniform(0.0, 0.5))  # somewhere between two checkpoints
+  assert proc.poll() is None, "the run finished before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints")
+                     if s.isdigit())
+  assert killed_at and killed_at[-1] < 400
+  rerun = run_main(f"--workdir={tmp_path / 'b'}", *args)
+  assert rerun.returncode == 0, rerun.stdout[-2000:]
+  step_a, params_a = final_params(tmp_path / "a")
+  step_b, params_b = final_params(tmp_path / "b")
+  assert step_a == step_b == 400
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def test_sigint_saves_the_current_step_and_exits_0(tmp_path):
+  workdir = tmp_path / "w"
+  proc = popen_main(f"--workdir={workdir}", *TINY,
+                    "--config.num_train_steps=1000000",
+                    "--config.checkpoint_every=1000000",
+                    "--config.eval_every=1000000",
+                    "--config.image_every=1000000")
+  for line in proc.stdout:
+    if line.startswith("step "):
+      break
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-2000:]
+  assert "SIGINT: saved step" in out and "run the same command" in out
+  saved = int(out.split("SIGINT: saved step ")[1].split()[0])
+  assert (workdir / "checkpoints" / str(saved)).is_dir()
+  step, _ = final_params(workdir)
+  assert step == saved
+
+
+def truncate_files(folder):
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      size = os.path.getsize(path)
+      with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def delete_files(folder):
+  for root, _, files in os.walk(folder):
+    for name in files:
+      if not name.startswith("_CHECKPOINT_METADATA"):
+        os.remove(os.path.join(root, name))
+
+
+def test_broken_newest_checkpoint_is_skipped_and_kept(tmp_path, capsys):
+  config = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=5,
+                       eval_every=1000, image_every=1000)
+  expected = train.train_and_evaluate(config, str(tmp_path / "original"))
+  for damage in (truncate_files, delete_files):
+    workdir = tmp_path / damage.__name__
+    shutil.copytree(tmp_path / "original", workdir)
+    newest = workdir / "checkpoints" / "10"
+    damage(newest)
+    leftover = workdir / "checkpoints" / "15.orbax-checkpoint-tmp-1234"
+    leftover.mkdir()
+    (leftover / "partial").write_text("half")
+    capsys.readouterr()
+    resumed = train.train_and_evaluate(config, str(workdir))
+    out = capsys.readouterr().out
+    assert f"skipping unreadable checkpoint {newest}" in out
+    assert int(resumed.step) == 10
+    # Resumed from step 5 and retrained to 10: the same parameters.
+    jax.tree_util.tree_map(np.testing.assert_array_equal,
+                           jax.device_get(expected.params),
+                           jax.device_get(resumed.params))
+    assert (workdir / "checkpoints" / "10.unreadable-0").is_dir()
+    assert (leftover / "partial").read_text() == "half"
+
+
+def test_non_finite_loss_stops_with_the_step_and_terms(tmp_path):
+  workdir = tmp_path / "w"
+  result = run_main(f"--workdir={workdir}", *TINY,
+                    "--config.learning_rate=1e30")
+  assert result.returncode == 3, result.stdout[-2000:]
+  message = result.stderr.strip().splitlines()[-1]
+  assert "non-finite loss or gradient at step" in message
+  assert "reconstruction=" in message and "mmd=" in message
+  assert "last good checkpoint" in message
+  # No checkpoint holds a non-finite state.
+  for step in os.listdir(workdir / "checkpoints") if (
+      workdir / "checkpoints").exists() else []:
+    assert not step.isdigit(), f"checkpoint {step} was saved"
+
+
+def test_bad_flags_and_fields_are_one_line_exit_2(tmp_path):
+  for args, text in ((["--config.no_such_field=1"], "no_such_field"),
+                     (["--no_such_flag"], "no_such_flag"),
+                     (["--config.dataset=mnist",
+                       f"--config.data_dir={tmp_path / 'missing'}"],
+                      "does not exist")):
+    result = run_main(f"--workdir={tmp_path / 'w'}", *args)
+    assert result.returncode == 2, (args, result.stderr[-2000:])
+    assert text in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "w").exists()
