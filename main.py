@@ -143,6 +143,7 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or os.path.join("runs", config.get("name", "default"))
   logging.set_verbosity(logging.WARNING)
+  enable_compilation_cache()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
   from vlae_jax.checkpoints import WorkdirError
@@ -155,6 +156,24 @@ def main(argv):
     fail(str(e))
   except train.NonFiniteError as e:
     fail(str(e), code=3)
+
+
+def enable_compilation_cache():
+  """JAX's persistent compilation cache, shared by all workdirs.
+
+  ``VLAE_JAX_COMPILATION_CACHE`` names the folder (default
+  ``~/.cache/vlae_jax/jax_compilation_cache``); set it empty to disable.
+  """
+  import jax
+  from vlae_jax import parallel
+  folder = os.environ.get(
+      "VLAE_JAX_COMPILATION_CACHE",
+      os.path.join(os.path.expanduser("~"), ".cache", "vlae_jax",
+                   "jax_compilation_cache"))
+  if folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  parallel.maybe_initialize_distributed()
 
 
 def parse_flags(argv):

@@ -211,6 +211,16 @@ def test_blockwise_equals_dense(estimator, block_size):
   np.testing.assert_allclose(grad_blocked, grad_dense, rtol=1e-4, atol=1e-7)
 
 
+def test_auto_blocking_matches_dense_on_large_samples():
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(2500, 3)).astype(np.float32)
+  y = rng.normal(size=(2100, 3)).astype(np.float32) + 0.2
+  for estimator in ("biased", "unbiased"):
+    np.testing.assert_allclose(
+        float(mmd(x, y, estimator=estimator)),
+        float(mmd(x, y, estimator=estimator, block_size=None)), rtol=1e-4)
+
+
 def test_blockwise_memory_stays_proportional_to_the_block():
   n, d, block = 8192, 10, 512
   x = jax.ShapeDtypeStruct((n, d), jnp.float32)
@@ -241,6 +251,7 @@ def test_bfloat16_inputs_accumulate_in_float32():
     ((10, 2), (10, 2), {"estimator": "quadratic"}, "unknown estimator 'quadratic'"),
     ((10, 2), (10, 2), {"kernel": "laplace"}, "unknown kernel 'laplace'"),
     ((10, 2), (10, 2), {"block_size": 0}, "block_size must be a positive int"),
+    ((10, 2), (10, 2), {"block_size": "big"}, "block_size must be a positive"),
 ])
 def test_bad_input_raises_a_clear_error(x_shape, y_shape, kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -46,6 +46,11 @@ def validate(config):
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)
+  import jax  # the device count decides how the batch splits
+  if config.batch_size % jax.device_count():
+    raise ConfigError(
+        f"--config.batch_size={config.batch_size} does not split evenly over "
+        f"{jax.device_count()} devices; use a multiple of {jax.device_count()}.")
   if config.dataset == "celeba":
     _positive("image_size", config.image_size, integer=True)
   num_rungs = len(m.latent_dims)

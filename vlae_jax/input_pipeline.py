@@ -346,12 +346,15 @@ def _tf():
 
 
 def train_stream(data: Split, batch_size: int, seed: int,
-                 start_step: int = 0) -> Iterator[Dict[str, np.ndarray]]:
+                 start_step: int = 0, shard_index: int = 0,
+                 num_shards: int = 1) -> Iterator[Dict[str, np.ndarray]]:
   """Infinite shuffled batches, a pure function of ``(seed, step)``.
 
   Epoch ``e`` is the permutation ``index_shuffle(.; seed=(seed, e))`` of the
   split; batches run across epoch boundaries. Starting at ``start_step`` gives
   exactly the batches an uninterrupted stream gives from that step on.
+  ``batch_size`` is the global batch; with ``num_shards`` processes, shard
+  ``shard_index`` yields its ``batch_size // num_shards`` consecutive rows.
   """
   tf = _tf()
   if len(data) < 1:
@@ -359,13 +362,14 @@ def train_stream(data: Split, batch_size: int, seed: int,
   images = tf.constant(np.asarray(data.images))
   labels = tf.constant(np.asarray(data.labels).astype(np.int32))
   num_images = len(data)
-  offsets = tf.range(batch_size, dtype=tf.int64)
+  local = batch_size // num_shards
+  offsets = shard_index * local + tf.range(local, dtype=tf.int64)
 
   def make_batch(step):
     position = step * batch_size + offsets
     epoch = position // num_images
-    seeds = tf.stack([tf.fill([batch_size], tf.cast(seed, tf.int64)), epoch,
-                      tf.zeros([batch_size], tf.int64)], axis=1)
+    seeds = tf.stack([tf.fill([local], tf.cast(seed, tf.int64)), epoch,
+                      tf.zeros([local], tf.int64)], axis=1)
     # The raw op: the public wrapper mis-pads a batch of [n, 3] seeds.
     index = tf.raw_ops.RandomIndexShuffle(
         index=position % num_images, seed=seeds,

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from vlae_jax import checkpoints, input_pipeline, models
+from vlae_jax import checkpoints, input_pipeline, models, parallel
 from vlae_jax.discrepancy import mmd
 
 RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
@@ -146,6 +146,15 @@ def train_step(state: TrainState, batch, *, model, config
   return new, metrics
 
 
+def make_train_step(config, model, mesh):
+  """``train_step`` jitted over ``mesh``: state replicated and donated, batch
+  sharded on its leading axis."""
+  rep, shard = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(functools.partial(train_step, model=model, config=config),
+                 in_shardings=(rep, shard), out_shardings=(rep, rep),
+                 donate_argnums=0)
+
+
 def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
   """Sums over the valid rows of one test batch, batch norm in eval mode.
 
@@ -246,12 +255,15 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
     manager.close()
     return state
 
-  step_fn = jax.jit(functools.partial(train_step, model=model, config=config),
-                    donate_argnums=0)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  state = jax.device_put(state, parallel.replicated(mesh))
+  step_fn = make_train_step(config, model, mesh)
   eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
   writer = reporting.Writer(workdir)
-  stream = input_pipeline.train_stream(train_data, config.batch_size,
-                                       config.seed, start_step=start)
+  stream = parallel.prefetch_to_device(input_pipeline.train_stream(
+      train_data, config.batch_size, config.seed, start_step=start,
+      shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
   eval_key = jax.random.PRNGKey(config.seed + 1)
   pending: List[Dict[str, jax.Array]] = []
   last_saved = start if restored is not None else None

@@ -1,0 +1,75 @@
+"""Data parallelism over every device, and feeding batches to them.
+
+The train step is one ``jax.jit`` program over a 1-D device mesh ("data"):
+the state is replicated, the batch is sharded on its leading axis, and XLA
+inserts the collectives. The program computes exactly the single-device
+function, so the MMD of each rung and the batch-norm statistics are over the
+global batch.
+
+Several hosts: when ``JAX_COORDINATOR_ADDRESS`` (or a cluster JAX detects,
+e.g. SLURM) is set, ``maybe_initialize_distributed`` calls
+``jax.distributed.initialize()``; each process then reads its own slice of
+every global batch and ``global_batch`` assembles the sharded array.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Dict, Iterator, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID",
+                   "OMPI_MCA_orte_hnp_uri")
+
+
+def maybe_initialize_distributed() -> bool:
+  """``jax.distributed.initialize()`` when a multi-host environment is set."""
+  if any(os.environ.get(name) for name in DISTRIBUTED_ENV):
+    jax.distributed.initialize()
+    return True
+  return False
+
+
+def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  devices = list(devices) if devices is not None else jax.devices()
+  return Mesh(np.array(devices), ("data",))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh):
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ValueError(
+        f"batch_size {batch_size} does not split evenly over {devices} "
+        f"devices; use a multiple of {devices}.")
+
+
+def global_batch(local: Dict[str, np.ndarray], mesh: Mesh
+                 ) -> Dict[str, jax.Array]:
+  """This process's rows -> one array sharded over the mesh (asynchronous)."""
+  sharding = batch_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v)
+          for k, v in local.items()}
+
+
+def prefetch_to_device(batches: Iterator[Dict[str, np.ndarray]], mesh: Mesh,
+                       size: int = 2) -> Iterator[Dict[str, jax.Array]]:
+  """Keeps ``size`` batches in flight to the devices ahead of the step."""
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(global_batch(batch, mesh))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
