@@ -1,7 +1,8 @@
 """Train-step throughput of the configs, with XLA's FLOP count.
 
     python bench/train_throughput.py [--configs mnist,celeba] [--batch 100]
-        [--upsample transpose,subpixel] [--steps 10]
+        [--upsample transpose,subpixel] [--steps 10] [--dtype bfloat16]
+    [--max_batch_cap 3200]
 
 For each config and upsampling form: compiles the jit train step (state
 donated), runs it on a fixed random batch, and reports steps/s, images/s,
@@ -36,6 +37,42 @@ def matmul_peak(size=2048, repeats=5):
     out = fn(a)
   out.block_until_ready()
   return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def memory_limit():
+  """Bytes a step may use: the accelerator's limit, or 80% of free host RAM."""
+  stats = jax.devices()[0].memory_stats() if hasattr(
+      jax.devices()[0], "memory_stats") else None
+  if stats and "bytes_limit" in stats:
+    return stats["bytes_limit"]
+  import psutil
+  return 0.8 * psutil.virtual_memory().available
+
+
+def step_bytes(config):
+  """Peak bytes of the compiled step at config.batch_size (no run)."""
+  shape = input_pipeline.image_shape(config)
+  model = train.create_model(config, shape)
+  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  batch = {"image": jax.ShapeDtypeStruct((config.batch_size,) + shape,
+                                         jnp.float32),
+           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  step = jax.jit(functools.partial(train.train_step, model=model,
+                                   config=config), donate_argnums=0)
+  memory = step.lower(state, batch).compile().memory_analysis()
+  return (memory.temp_size_in_bytes + memory.argument_size_in_bytes
+          + memory.output_size_in_bytes - memory.alias_size_in_bytes)
+
+
+def largest_batch(config, cap):
+  """Largest power-of-two multiple of 100 up to ``cap`` whose step fits."""
+  limit, best, batch = memory_limit(), None, 100
+  while batch <= cap:
+    config.batch_size = batch
+    if step_bytes(config) > limit:
+      break
+    best, batch = batch, batch * 2
+  return best
 
 
 def measure(config, steps):
@@ -74,29 +111,40 @@ def main():
   parser.add_argument("--upsample", default="transpose,subpixel")
   parser.add_argument("--dtype", default="float32")
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--max_batch_cap", type=int, default=0,
+                      help="also time the largest batch (100 * 2^k) up to "
+                      "this cap whose step fits in memory; 0: skip")
   parser.add_argument("--out", default="docs/train_throughput.json")
   args = parser.parse_args()
   peak = matmul_peak()
   device = jax.devices()[0].device_kind
   print(f"device: {device}; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-  print(f"{'config':>8} {'upsample':>10} {'steps/s':>8} {'images/s':>9} "
+  print(f"{'config':>8} {'upsample':>10} {'batch':>6} {'steps/s':>8} {'images/s':>9} "
         f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'of peak':>8} {'compile s':>9}")
   rows = []
   for name in args.configs.split(","):
     for upsample in args.upsample.split(","):
       config = importlib.import_module(f"configs.{name}").get_config()
-      config.batch_size = args.batch
       config.model.upsample = upsample
       config.dtype = args.dtype
-      r = measure(config, args.steps)
-      r.update(config=name, upsample=upsample, batch=args.batch,
-               dtype=args.dtype, fraction_of_peak=r["flops_per_second"] / peak)
-      rows.append(r)
-      print(f"{name:>8} {upsample:>10} {r['steps_per_second']:8.2f} "
-            f"{r['images_per_second']:9.1f} {r['flops_per_step'] / 1e9:10.2f} "
-            f"{r['flops_per_second'] / 1e9:8.1f} "
-            f"{r['fraction_of_peak']:8.1%} {r['compile_seconds']:9.1f}",
-            flush=True)
+      batches = [args.batch]
+      if args.max_batch_cap:
+        biggest = largest_batch(config, args.max_batch_cap)
+        if biggest and biggest != args.batch:
+          batches.append(biggest)
+      for batch in batches:
+        config.batch_size = batch
+        r = measure(config, args.steps)
+        r.update(config=name, upsample=upsample, batch=batch,
+                 dtype=args.dtype,
+                 fraction_of_peak=r["flops_per_second"] / peak)
+        rows.append(r)
+        print(f"{name:>8} {upsample:>10} {batch:>6} "
+              f"{r['steps_per_second']:8.2f} {r['images_per_second']:9.1f} "
+              f"{r['flops_per_step'] / 1e9:10.2f} "
+              f"{r['flops_per_second'] / 1e9:8.1f} "
+              f"{r['fraction_of_peak']:8.1%} {r['compile_seconds']:9.1f}",
+              flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump({"device": device, "matmul_peak_flops": peak, "rows": rows}, f,

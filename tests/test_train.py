@@ -136,3 +136,19 @@ def test_a_workdir_of_a_different_model_is_refused(tmp_path):
   with pytest.raises(checkpoints.WorkdirError,
                      match=r"model.latent_dims: \[2, 2, 2\] -> \[3, 2, 2\]"):
     train.train_and_evaluate(other, str(tmp_path / "w"))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_loss():
+  config = tiny_config(dtype="bfloat16")
+  model, state, step = setup(config)
+  assert model.dtype == jnp.bfloat16
+  batch = fixed_batch(config)
+  state, metrics = step(state, batch)
+  assert metrics["loss"].dtype == jnp.float32
+  assert np.isfinite(float(metrics["loss"]))
+  assert all(p.dtype == jnp.float32
+             for p in jax.tree_util.tree_leaves(state.params))
+  # The convolutions really ran in bfloat16: the jaxpr holds bf16 convs.
+  jaxpr = str(jax.make_jaxpr(lambda s, b: train.train_step(
+      s, b, model=model, config=config))(state, batch))
+  assert "bf16" in jaxpr and "conv_general_dilated" in jaxpr
