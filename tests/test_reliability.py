@@ -140,3 +140,92 @@ def test_bad_flags_and_fields_are_one_line_exit_2(tmp_path):
     assert result.returncode == 2, (args, result.stderr[-2000:])
     assert text in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "w").exists()
+
+
+def write_bad_celeba(root, problem):
+  """A small official-layout folder with one kind of damage."""
+  from test_analysis import write_celeba_folder
+  write_celeba_folder(root, count=8, size=(89, 109))
+  if problem == "empty image folder":
+    for f in (root / "img_align_celeba").iterdir():
+      f.unlink()
+  elif problem == "partition file missing":
+    (root / "list_eval_partition.txt").unlink()
+  elif problem == "attribute file missing":
+    (root / "list_attr_celeba.txt").unlink()
+  elif problem == "wrong column count":
+    lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    lines[3] = lines[3] + " 1"
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines))
+  elif problem == "non +-1 values":
+    lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    lines[3] = lines[3].rsplit(" ", 1)[0] + " 0"
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines))
+
+
+CELEBA_PROBLEMS = {
+    "empty image folder": "holds no .jpg files",
+    "partition file missing": "list_eval_partition.txt is missing",
+    "attribute file missing": "list_attr_celeba.txt is missing",
+    "wrong column count": "has 42 columns, expected 41",
+    "non +-1 values": "values other than +-1",
+}
+
+
+def test_bad_celeba_folders_are_one_line_exit_2(tmp_path):
+  for problem, message in CELEBA_PROBLEMS.items():
+    folder = tmp_path / problem.replace(" ", "_")
+    write_bad_celeba(folder, problem)
+    before = sorted(p.name for p in folder.rglob("*"))
+    workdir = tmp_path / "w"
+    result = run_main(f"--workdir={workdir}", *TINY,
+                      "--config.dataset=celeba", "--config.image_size=16",
+                      f"--config.data_dir={folder}",
+                      f"--config.cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 2, (problem, result.stderr[-2000:])
+    assert message in result.stderr, (problem, result.stderr[-500:])
+    assert "Traceback" not in result.stderr
+    assert not workdir.exists()
+    assert sorted(p.name for p in folder.rglob("*")) == before
+
+
+def test_unreadable_jpegs_are_skipped_with_their_names(tmp_path, caplog):
+  from vlae_jax import input_pipeline
+  write_bad_celeba(tmp_path / "c", "none")
+  bad = tmp_path / "c" / "img_align_celeba" / "000002.jpg"
+  bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+  split = input_pipeline.read_celeba_folder(str(tmp_path / "c"), "train", 64)
+  assert len(split) == 3  # 4 train images, one unreadable
+  assert "000002.jpg" in caplog.text
+  assert "were enlarged" in caplog.text  # 89-wide images: 54-px crops -> 64
+
+
+def test_bad_config_values_are_one_line_exit_2(tmp_path):
+  cases = [
+      (["--config.loss.estimator=quadratic"], "unknown loss.estimator"),
+      (["--config.loss.reconstruction=huber"], "unknown loss.reconstruction"),
+      (["--config.batch_size=0"], "batch_size must be a positive integer"),
+      (["--config.num_train_steps=-5"], "num_train_steps must be a positive"),
+      (["--config.model.rung_widths=((8, 0), (4,), (4,))"],
+       "rung_widths[0] must be a positive integer"),
+      (["--config.model.latent_dims=(2, 0, 2)"],
+       "latent_dims[1] must be a positive integer"),
+  ]
+  for args, message in cases:
+    result = run_main(f"--workdir={tmp_path / 'w'}", *args)
+    assert result.returncode == 2, (args, result.stderr[-2000:])
+    assert message in result.stderr, (args, result.stderr[-500:])
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_different_model_in_the_workdir_is_refused_on_the_cli(tmp_path):
+  workdir = tmp_path / "w"
+  assert run_main(f"--workdir={workdir}", *TINY,
+                  "--config.num_train_steps=2").returncode == 0
+  before = {p: p.stat().st_mtime for p in workdir.rglob("*")}
+  result = run_main(f"--workdir={workdir}", *TINY,
+                    "--config.model.latent_dims=(3, 2, 2)")
+  assert result.returncode == 2
+  assert "different config (model.latent_dims: [2, 2, 2] -> [3, 2, 2])" in \
+      result.stderr
+  assert {p: p.stat().st_mtime for p in workdir.rglob("*")} == before

@@ -6,6 +6,7 @@ and writes PNG/GIF files under ``<workdir>/figures/``.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -57,14 +58,25 @@ def prior_codes(model, key, count: int) -> List[jax.Array]:
           for l, d in enumerate(model.latent_dims)]
 
 
+# Flax modules hash by their fields, so these compile once per model shape.
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(model, variables, codes):
+  return jax.nn.sigmoid(model.apply(variables, codes, train=False,
+                                    method=model.decode))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_means(model, variables, images):
+  return model.apply(variables, images, train=False, sample=False,
+                     method=model.encode)[0]
+
+
 def decode_images(model, variables, codes: Sequence[jax.Array],
                   batch_size: int = 256) -> np.ndarray:
   """Images ``[n, H, W, C]`` in [0, 1] from per-rung codes ``[n, dim]``."""
-  fn = jax.jit(lambda v, c: jax.nn.sigmoid(
-      model.apply(v, c, train=False, method=model.decode)))
   count = codes[0].shape[0]
-  out = [np.asarray(fn(variables, [jnp.asarray(c[i:i + batch_size])
-                                   for c in codes]))
+  out = [np.asarray(_decode(model, variables,
+                            [jnp.asarray(c[i:i + batch_size]) for c in codes]))
          for i in range(0, count, batch_size)]
   return np.concatenate(out)
 
@@ -72,9 +84,7 @@ def decode_images(model, variables, codes: Sequence[jax.Array],
 def encode_means(model, variables, images, batch_size: int = 256
                  ) -> List[np.ndarray]:
   """Per rung posterior means ``[n, dim]`` of images ``[n, H, W, C]``."""
-  fn = jax.jit(lambda v, x: model.apply(v, x, train=False, sample=False,
-                                        method=model.encode)[0])
-  chunks = [fn(variables, jnp.asarray(images[i:i + batch_size]))
+  chunks = [_encode_means(model, variables, jnp.asarray(images[i:i + batch_size]))
             for i in range(0, len(images), batch_size)]
   return [np.concatenate([np.asarray(c[l]) for c in chunks])
           for l in range(model.num_rungs)]

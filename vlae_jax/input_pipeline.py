@@ -216,11 +216,14 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   """
   wanted, labels, names = celeba_index(data_dir, split)
   image_dir = os.path.join(data_dir, "img_align_celeba")
+  upscaled = set()
 
   def load(name):
     from PIL import Image
     try:
       with Image.open(os.path.join(image_dir, name)) as image:
+        if image.size[0] * CELEBA_CROP_FRACTION < size:
+          upscaled.add(name)
         return celeba_crop_and_resize(image, size)
     except (OSError, ValueError, SyntaxError) as e:
       logging.warning("skipping unreadable CelebA image %s: %s",
@@ -230,6 +233,11 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
     decoded = list(pool.map(load, wanted))
   keep = [i for i, image in enumerate(decoded) if image is not None]
+  small = sum(1 for name in wanted if name in upscaled)
+  if small:
+    logging.warning("CelebA %s: %d images have a crop smaller than %dx%d "
+                    "and were enlarged (e.g. half-scale copies)", split, small,
+                    size, size)
   if len(keep) < len(wanted):
     logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
                     len(wanted) - len(keep), len(wanted))
