@@ -38,16 +38,22 @@ def probe_score(train_codes: np.ndarray, train_labels: np.ndarray,
                 balanced: bool = False, seed: int = 0) -> float:
   """Test (balanced) accuracy of a logistic-regression probe on the codes.
 
-  A label with one class in the training rows gives chance (0.5 balanced).
+  With ``balanced`` the classes are weighted inversely to their frequency (so
+  a rare attribute is not ignored) and the score is balanced accuracy. A label
+  with one class in the training rows gives chance; one with a single class in
+  the test rows has no balanced accuracy: NaN.
   """
   from sklearn.linear_model import LogisticRegression
   from sklearn.metrics import accuracy_score, balanced_accuracy_score
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
+  if balanced and len(np.unique(test_labels)) < 2:
+    return float("nan")
   if len(np.unique(train_labels)) < 2:
     return 0.5 if balanced else float(np.mean(test_labels == train_labels[0]))
-  probe = make_pipeline(StandardScaler(),
-                        LogisticRegression(max_iter=500, random_state=seed))
+  probe = make_pipeline(StandardScaler(), LogisticRegression(
+      max_iter=500, random_state=seed,
+      class_weight="balanced" if balanced else None))
   probe.fit(train_codes, train_labels)
   predicted = probe.predict(test_codes)
   score = balanced_accuracy_score if balanced else accuracy_score
@@ -92,7 +98,8 @@ def format_table(metrics: Dict) -> str:
       f"{f'{a}/{d}':>10}" for a, d in zip(metrics["active_units"],
                                           metrics["latent_dims"])))
   for name, scores in metrics["probe"].items():
-    lines.append(f"{name[:24]:24}" + "".join(f"{v:10.3f}" for v in scores))
+    lines.append(f"{name[:24]:24}" + "".join(
+        f"{v:10.3f}" if np.isfinite(v) else f"{'n/a':>10}" for v in scores))
   return "\n".join(lines) + "\n"
 
 
@@ -142,7 +149,9 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0
   os.makedirs(out, exist_ok=True)
   paths = [os.path.join(out, "metrics.json"), os.path.join(out, "metrics.txt")]
   with open(paths[0], "w") as f:
-    json.dump(metrics, f, indent=1)
+    # NaN (an attribute absent from the test split) is written as null.
+    json.dump(json.loads(json.dumps(metrics).replace("NaN", "null")), f,
+              indent=1)
   table = format_table(metrics)
   with open(paths[1], "w") as f:
     f.write(table)
