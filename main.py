@@ -77,6 +77,8 @@ flags.DEFINE_integer("seed", 0, "Analysis modes: seed of the random codes.")
 flags.DEFINE_bool("gif", False, "traverse: also write animated GIFs.")
 flags.DEFINE_list("rungs", None, "traverse/interpolate/arithmetic: only these "
                   "rungs (e.g. 0,2); default all.")
+flags.DEFINE_list("dims", None, "traverse: only these latent dimensions in the "
+                  "per-dimension figures (e.g. 0,3).")
 flags.DEFINE_integer("count", 16, "reconstruct: number of test images.")
 flags.DEFINE_integer("start", 0, "reconstruct: index of the first test image.")
 flags.DEFINE_list("images", None, "interpolate: a,b; arithmetic: a,b,c triples "
@@ -109,7 +111,8 @@ def run_mode(mode, config, workdir):
     return []
   if mode == "traverse":
     return analysis.traverse(workdir, radius=FLAGS.radius, steps=FLAGS.steps,
-                             seed=FLAGS.seed, gif=FLAGS.gif, rungs=rungs)
+                             seed=FLAGS.seed, gif=FLAGS.gif, rungs=rungs,
+                             dims=int_list("dims", FLAGS.dims))
   if mode == "sample":
     return analysis.sample(workdir, seed=FLAGS.seed)
   if mode == "reconstruct":

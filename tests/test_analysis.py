@@ -125,6 +125,13 @@ def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
 def test_bad_analysis_requests_are_refused(digits_workdir):
   with pytest.raises(analysis.AnalysisError, match=r"rung 3 is out of range"):
     analysis.traverse(digits_workdir, rungs=[3])
+  with pytest.raises(analysis.AnalysisError,
+                     match=r"dimension 2 is out of range; rung 0 has "
+                     r"dimensions 0..1"):
+    analysis.traverse(digits_workdir, rungs=[0], dims=[2])
+  paths = analysis.traverse(digits_workdir, rungs=[1], dims=[1], steps=3)
+  with Image.open([p for p in paths if "dims_rung1" in p][0]) as im:
+    assert im.size == (3 * 33 + 1, 1 * 33 + 1)  # one row: dimension 1
   with pytest.raises(analysis.AnalysisError, match=r"outside the test split"):
     analysis.interpolate(digits_workdir, 0, 297)
   with pytest.raises(analysis.AnalysisError, match="has no attributes"):

@@ -151,8 +151,8 @@ def check_rung(model, rung: Optional[int]):
 
 
 def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
-             gif: bool = False, rungs: Optional[Sequence[int]] = None
-             ) -> List[str]:
+             gif: bool = False, rungs: Optional[Sequence[int]] = None,
+             dims: Optional[Sequence[int]] = None) -> List[str]:
   """The paper's Fig. 2/3 and more, per rung; returns the files written.
 
   For each rung l, under ``<workdir>/figures/``:
@@ -164,11 +164,18 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   - ``dims_rung{l}.png``: one row per dimension, that dimension sweeping and
     everything else at a random draw;
   - with ``gif``, ``traverse_rung{l}.gif``: every dimension's sweep as frames.
+  ``dims`` restricts the per-dimension rows (``dims_rung``, GIF) to those
+  dimensions.
   """
   config, model, state = load_experiment(workdir)
   rungs = list(range(model.num_rungs)) if rungs is None else list(rungs)
   for rung in rungs:
     check_rung(model, rung)
+    for d in dims or ():
+      if not 0 <= d < model.latent_dims[rung]:
+        raise AnalysisError(
+            f"dimension {d} is out of range; rung {rung} has dimensions "
+            f"0..{model.latent_dims[rung] - 1}.")
   if not radius > 0 or steps < 2:
     raise AnalysisError(f"need radius > 0 and steps >= 2, got radius={radius}, "
                      f"steps={steps}.")
@@ -192,12 +199,15 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
     codes, rows = dimension_codes(base, rung, radius, steps)
     images = decode_images(model, variables, codes)
     per_dim = images.reshape((rows, steps) + images.shape[1:])
+    if dims:
+      per_dim = per_dim[list(dims)]
     written.append(plotting.save_png(
         os.path.join(figures, f"dims_rung{rung}.png"),
         plotting.image_grid(per_dim)))
     if gif:
       # Frame t shows every dimension of the rung at sweep position t.
-      frames = [plotting.image_grid(per_dim[:, t][None]) for t in range(steps)]
+      frames = [plotting.image_grid(per_dim[:, t][None])
+                for t in range(steps)]
       written.append(plotting.save_gif(
           os.path.join(figures, f"traverse_rung{rung}.gif"), frames))
   del config
