@@ -30,6 +30,7 @@ Examples:
   python main.py --mode=arithmetic --workdir=runs/celeba --attribute=Smiling --images=0,1,2
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -146,6 +147,7 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or os.path.join("runs", config.get("name", "default"))
   logging.set_verbosity(logging.WARNING)
+  quiet_missing_cuda()
   enable_compilation_cache()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
@@ -159,6 +161,14 @@ def main(argv):
     fail(str(e))
   except train.NonFiniteError as e:
     fail(str(e), code=3)
+
+
+def quiet_missing_cuda():
+  """No NVIDIA device node: the CUDA plugin of jax[cuda12] cannot start, and
+  its traceback on every command would bury our one-line messages. JAX still
+  falls back to the CPU; with a GPU present its errors stay visible."""
+  if "JAX_PLATFORMS" not in os.environ and not os.path.exists("/dev/nvidiactl"):
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.CRITICAL)
 
 
 def enable_compilation_cache():
