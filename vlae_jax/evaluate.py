@@ -22,7 +22,6 @@ import jax
 import numpy as np
 
 from vlae_jax import analysis, input_pipeline, plotting, train
-from vlae_jax.discrepancy import mmd
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -114,11 +113,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0
   key = jax.random.PRNGKey(seed)
   recon, l1 = _reconstruction(model, variables, config, test_images)
   samples = _sampled_codes(model, variables, test_images, key)
-  prior_key = jax.random.fold_in(key, 1)
-  mmds = [float(mmd(z, jax.random.normal(jax.random.fold_in(prior_key, l),
-                                         z.shape),
-                    kernel=config.loss.kernel, block_size=2048))
-          for l, z in enumerate(samples)]
+  mmds = train.aggregate_mmd(samples, config.loss.kernel,
+                             jax.random.fold_in(key, 1))
   test_means = analysis.encode_means(model, variables, test_images)
   rows = np.random.default_rng(seed).permutation(len(train_split))[
       :probe_train_size]

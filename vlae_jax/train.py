@@ -173,24 +173,30 @@ def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
           "count": jnp.sum(valid), "codes": codes}
 
 
+def aggregate_mmd(codes: List[Any], kernel, key, block_size: int = 1024
+                  ) -> List[float]:
+  """Per rung MMD^2 of a whole split's codes ``[n, dim]`` against as many
+  N(0, I) draws (one key per rung), in row tiles so any split size fits."""
+  return [float(mmd(z, jax.random.normal(jax.random.fold_in(key, l), z.shape),
+                    kernel=kernel, block_size=block_size))
+          for l, z in enumerate(codes)]
+
+
 def evaluate_loss(state, eval_fn, test_data, config, key) -> Dict[str, Any]:
   """Test reconstruction error and per-rung MMD^2 of the posterior samples."""
-  total, count, codes = 0.0, 0, None
+  totals, counts, batches = [], 0, []
   for i, (batch, valid) in enumerate(input_pipeline.eval_batches(
       test_data, config.batch_size, config.num_eval_batches or None)):
     out = eval_fn(state, batch, valid, jax.random.fold_in(key, i))
-    total += out["reconstruction"]
-    count += valid
-    rows = [np.asarray(z)[:valid] for z in out["codes"]]
-    codes = rows if codes is None else [np.concatenate([a, b]) for a, b in
-                                        zip(codes, rows)]
-  total = float(total)
-  prior_key = jax.random.fold_in(key, 10**6)
-  mmds = [float(mmd(z, jax.random.normal(jax.random.fold_in(prior_key, l),
-                                         z.shape), kernel=config.loss.kernel,
-                    block_size=1024))
-          for l, z in enumerate(codes)]
-  return {"reconstruction": total / count, "mmd": mmds, "count": count}
+    totals.append(out["reconstruction"])
+    batches.append([z[:valid] for z in out["codes"]])
+    counts += valid
+  # One fetch and one concatenation per split, not one per batch.
+  codes = [jnp.concatenate(rung) for rung in zip(*batches)]
+  total = float(jnp.sum(jnp.stack(totals)))
+  mmds = aggregate_mmd(codes, config.loss.kernel,
+                       jax.random.fold_in(key, 10**6))
+  return {"reconstruction": total / counts, "mmd": mmds, "count": counts}
 
 
 class _StopRequest:
