@@ -30,6 +30,7 @@ Examples:
   python main.py --mode=arithmetic --workdir=runs/celeba --attribute=Smiling --images=0,1,2
 """
 
+import json
 import logging as std_logging
 import os
 import sys
@@ -89,6 +90,11 @@ flags.DEFINE_float("strength", 1.5, "arithmetic: multiple of the attribute "
                    "vector to add.")
 flags.DEFINE_integer("probe_train_size", 10000,
                      "evaluate: training images the linear probes fit on.")
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "Multi-process JAX: 'auto' starts jax.distributed only in a "
+                  "complete multi-process launch (srun with several tasks, "
+                  "mpirun, or JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES "
+                  "> 1), 'on' always, 'off' never.")
 
 
 def int_list(name, values, default=None):
@@ -147,8 +153,18 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or os.path.join("runs", config.get("name", "default"))
   logging.set_verbosity(logging.WARNING)
+  # Before JAX starts: determinism flags, and no up-front grab of 75% of the
+  # GPU's memory by anything but the trainer.
+  from vlae_jax import runtime
+  runtime.configure_jax(
+      deterministic=deterministic_setting(FLAGS.mode, config, workdir),
+      preallocate=FLAGS.mode == "train")
   quiet_missing_cuda()
-  enable_compilation_cache()
+  runtime.enable_compilation_cache()
+  try:
+    runtime.initialize_distributed(FLAGS.distributed)
+  except runtime.RuntimeSetupError as e:
+    fail(str(e))
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
   from vlae_jax.checkpoints import WorkdirError
@@ -163,30 +179,24 @@ def main(argv):
     fail(str(e), code=3)
 
 
+def deterministic_setting(mode, config, workdir) -> bool:
+  """``config.deterministic`` of the run this mode works on: the command
+  line's config when training, else the workdir's saved config.json."""
+  if mode == "train":
+    return bool(config.get("deterministic", True))
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      return bool(json.load(f).get("deterministic", True))
+  except (OSError, ValueError, AttributeError):
+    return True  # the mode itself reports a missing or broken config.json
+
+
 def quiet_missing_cuda():
   """No NVIDIA device node: the CUDA plugin of jax[cuda12] cannot start, and
   its traceback on every command would bury our one-line messages. JAX still
   falls back to the CPU; with a GPU present its errors stay visible."""
   if "JAX_PLATFORMS" not in os.environ and not os.path.exists("/dev/nvidiactl"):
     std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.CRITICAL)
-
-
-def enable_compilation_cache():
-  """JAX's persistent compilation cache, shared by all workdirs.
-
-  ``VLAE_JAX_COMPILATION_CACHE`` names the folder (default
-  ``~/.cache/vlae_jax/jax_compilation_cache``); set it empty to disable.
-  """
-  import jax
-  from vlae_jax import parallel
-  folder = os.environ.get(
-      "VLAE_JAX_COMPILATION_CACHE",
-      os.path.join(os.path.expanduser("~"), ".cache", "vlae_jax",
-                   "jax_compilation_cache"))
-  if folder:
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  parallel.maybe_initialize_distributed()
 
 
 def parse_flags(argv):

@@ -20,6 +20,7 @@ def get_config():
   config.tfds_data_dir = ""      # TFDS's own data_dir; "" -> TFDS default
   config.cache_dir = ""          # decoded-image cache; "" -> ~/.cache/vlae_jax
   config.image_size = 64         # CelebA only: side of the square crop after resizing
+  config.decode_workers = 0      # processes decoding JPEGs on the first run; 0 -> every core
 
   # Model (see vlae_jax/models.py). Rung 0 is the bottom (closest to pixels).
   config.model = ml_collections.ConfigDict()
@@ -48,6 +49,10 @@ def get_config():
   config.num_train_steps = 3000
   config.seed = 0
   config.skip_nonfinite = False  # True: skip (and count) non-finite updates instead of stopping
+  # Bitwise-reproducible runs and resumes: XLA's GPU determinism flag and
+  # float32 matmuls/convs at full precision (no TF32). Costs speed on a GPU
+  # only (docs/PERFORMANCE.md); False trades reproducibility for that speed.
+  config.deterministic = True
 
   # Bookkeeping.
   config.log_every = 100          # console + TensorBoard scalars

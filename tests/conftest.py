@@ -7,6 +7,13 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# Before any test imports JAX. The suite's tolerances assume full float32
+# matrix products and convolutions (no TF32 on a GPU) and bitwise-repeatable
+# runs, so it runs deterministic; and neither it nor the main.py processes it
+# starts (which inherit this environment) takes 75% of a GPU's memory.
+from vlae_jax import runtime  # noqa: E402  (imports no JAX)
+runtime.configure_jax(deterministic=True, preallocate=False)
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 MNIST_DIR = os.path.join(SHARED_DATA, "mnist")
 CELEBA_DIR = os.path.join(SHARED_DATA, "celeba")

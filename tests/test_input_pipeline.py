@@ -170,3 +170,28 @@ def test_eval_batches_pad_the_last_batch_and_count_valid_rows():
 def test_bad_data_folders_give_clear_errors(tmp_path, make, match):
   with pytest.raises(input_pipeline.DataError, match=match):
     input_pipeline.read_split(make(tmp_path), "train")
+
+
+@needs_celeba
+def test_parallel_decode_equals_serial_and_reports_progress(capsys):
+  folder = os.path.join(CELEBA_DIR, "img_align_celeba")
+  paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:160]]
+  paths.insert(7, os.path.join(folder, "missing.jpg"))  # skipped, named
+  serial, kept_serial = input_pipeline.decode_celeba(
+      paths, 32, paths, "decoding test", workers=1, chunk=40)
+  parallel, kept_parallel = input_pipeline.decode_celeba(
+      paths, 32, paths, "decoding test", workers=2, chunk=40,
+      progress_every=0.0)
+  assert kept_serial == kept_parallel == [i for i in range(161) if i != 7]
+  assert serial.shape == (160, 32, 32, 3) and serial.dtype == np.uint8
+  np.testing.assert_array_equal(serial, parallel)
+  # Each image equals the one-at-a-time reference function.
+  from PIL import Image
+  with Image.open(paths[0]) as im:
+    np.testing.assert_array_equal(
+        serial[0], input_pipeline.celeba_crop_and_resize(im, 32))
+  out = capsys.readouterr().out
+  progress = [l for l in out.splitlines() if l.startswith("decoding test: ")]
+  assert any("images/s, ETA" in l and "/161 (" in l for l in progress), out
+  assert any("161 images in" in l and "2 workers" in l for l in progress), out
+  assert "skipping unreadable CelebA image" in out and "missing.jpg" in out

@@ -58,7 +58,8 @@ def _normalise(value):
 # a resumed run may change them freely.
 RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
               "image_every", "checkpoint_every", "keep_checkpoints", "name",
-              "data_dir", "tfds_data_dir", "cache_dir", "skip_nonfinite")
+              "data_dir", "tfds_data_dir", "cache_dir", "skip_nonfinite",
+              "deterministic", "decode_workers")
 
 
 def config_differences(saved: dict, new: dict, prefix: str = ""):

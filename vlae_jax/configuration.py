@@ -33,6 +33,10 @@ def validate(config):
   _choice("model.activation", m.activation, tuple(models.ACTIVATIONS))
   _choice("model.upsample", m.upsample, models.UPSAMPLES)
   _choice("dtype", config.dtype, ("float32", "bfloat16"))
+  for name in ("deterministic", "skip_nonfinite"):
+    if not isinstance(config.get(name, False), bool):
+      raise ConfigError(f"--config.{name} must be True or False, got "
+                        f"{config[name]!r}.")
   _choice("loss.reconstruction", config.loss.reconstruction, RECONSTRUCTIONS)
   _choice("loss.kernel", config.loss.kernel, tuple(KERNELS))
   _choice("loss.estimator", config.loss.estimator, ESTIMATORS)
@@ -75,6 +79,10 @@ def validate(config):
                        m.rung_widths)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  workers = config.get("decode_workers", 0)
+  if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+    raise ConfigError(f"--config.decode_workers must be an integer >= 0 (0 "
+                      f"means every core), got {workers!r}.")
   prior = config.loss.num_prior_samples
   if isinstance(prior, bool) or not isinstance(prior, int) or prior < 0:
     raise ConfigError(f"--config.loss.num_prior_samples must be an integer "

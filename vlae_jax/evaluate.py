@@ -113,8 +113,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0
   key = jax.random.PRNGKey(seed)
   recon, l1 = _reconstruction(model, variables, config, test_images)
   samples = _sampled_codes(model, variables, test_images, key)
-  mmds = train.aggregate_mmd(samples, config.loss.kernel,
-                             jax.random.fold_in(key, 1))
+  mmds = [float(v) for v in jax.device_get(train.aggregate_mmd(
+      samples, config.loss.kernel, jax.random.fold_in(key, 1)))]
   test_means = analysis.encode_means(model, variables, test_images)
   rows = np.random.default_rng(seed).permutation(len(train_split))[
       :probe_train_size]

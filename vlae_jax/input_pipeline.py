@@ -30,10 +30,13 @@ import hashlib
 import json
 import os
 import struct
+import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from absl import logging
+
+from vlae_jax import runtime
 
 DATASETS = ("digits", "mnist", "celeba")
 CELEBA_CROP_FRACTION = 108.0 / 178.0
@@ -208,49 +211,137 @@ def celeba_index(data_dir: str, split: str):
   return wanted, np.asarray(labels, np.uint8).reshape(-1, 40), names
 
 
+class Progress:
+  """Progress lines for a long loop: count, rate and ETA, at most one line
+  every ``interval`` seconds, and a closing line with the total time."""
+
+  def __init__(self, total: int, what: str, interval: float = 5.0):
+    self.total, self.what, self.interval = total, what, interval
+    self.done = 0
+    self.start = self._last = time.perf_counter()
+
+  def update(self, count: int):
+    self.done += count
+    now = time.perf_counter()
+    if now - self._last >= self.interval and self.done < self.total:
+      self._last = now
+      rate = self.done / max(now - self.start, 1e-9)
+      eta = (self.total - self.done) / max(rate, 1e-9)
+      print(f"{self.what}: {self.done:,}/{self.total:,} "
+            f"({self.done / self.total:.0%}), {rate:,.0f} images/s, ETA "
+            f"{int(eta) // 60}m{int(eta) % 60:02d}s", flush=True)
+
+  def close(self, note: str = ""):
+    seconds = time.perf_counter() - self.start
+    if seconds >= self.interval:  # quick jobs stay silent
+      print(f"{self.what}: {self.done:,} images in {seconds:.1f} s "
+            f"({self.done / max(seconds, 1e-9):,.0f} images/s{note})",
+            flush=True)
+
+
+def default_decode_workers() -> int:
+  """Every core this process may use."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def _decode_celeba_chunk(sources, size):
+  """Worker: ``[(uint8 [size, size, 3] or None, enlarged, error or None)]``
+  for JPEG file paths or encoded bytes."""
+  import io
+  from PIL import Image
+  out = []
+  for source in sources:
+    try:
+      handle = io.BytesIO(source) if isinstance(source, bytes) else source
+      with Image.open(handle) as image:
+        enlarged = image.size[0] * CELEBA_CROP_FRACTION < size
+        out.append((celeba_crop_and_resize(image, size), enlarged, None))
+    except (OSError, ValueError, SyntaxError) as e:
+      out.append((None, False, f"{type(e).__name__}: {e}"))
+  return out
+
+
+def decode_celeba(sources, size: int, names, what: str,
+                  workers: int = 0, chunk: int = 64,
+                  progress_every: float = 5.0):
+  """Decodes, crops and resizes JPEGs on ``workers`` processes (0: all cores).
+
+  Args:
+    sources: JPEG file paths or encoded JPEG bytes, one per image.
+    size: output side in pixels. names: per image, the name warnings use.
+    what: progress label, e.g. "decoding CelebA train"; a progress line
+      (count, images/s, ETA) at most every ``progress_every`` seconds.
+
+  Returns ``(images uint8 [n_ok, size, size, 3], kept indices)``; unreadable
+  images are skipped with a warning naming them. The result does not depend
+  on ``workers``.
+  """
+  workers = workers or default_decode_workers()
+  chunks = [sources[i:i + chunk] for i in range(0, len(sources), chunk)]
+  progress = Progress(len(sources), what, progress_every)
+  results = []
+  if workers == 1 or len(chunks) == 1:
+    for part in chunks:
+      results += _decode_celeba_chunk(part, size)
+      progress.update(len(part))
+  else:
+    import multiprocessing
+    # spawn: the parent may already run JAX and TensorFlow threads, which a
+    # fork would copy mid-flight.
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+      for part, decoded in zip(chunks, pool.map(
+          _decode_celeba_chunk, chunks, [size] * len(chunks))):
+        results += decoded
+        progress.update(len(part))
+  progress.close(f", {workers} worker{'s' if workers > 1 else ''}")
+  keep = [i for i, (image, _, _) in enumerate(results) if image is not None]
+  for name, (image, _, error) in zip(names, results):
+    if image is None:
+      logging.warning("skipping unreadable CelebA image %s: %s", name, error)
+      print(f"warning: skipping unreadable CelebA image {name} ({error})",
+            flush=True)
+  enlarged = sum(1 for _, big, _ in results if big)
+  if enlarged:
+    logging.warning("%s: %d images have a crop smaller than %dx%d and were "
+                    "enlarged (e.g. half-scale copies)", what, enlarged, size,
+                    size)
+  if not keep:
+    return np.zeros((0, size, size, 3), np.uint8), keep
+  return np.stack([results[i][0] for i in keep]), keep
+
+
 def read_celeba_folder(data_dir: str, split: str, size: int,
-                       num_workers: int = 8) -> Split:
-  """Decodes one split of an official-layout CelebA folder (see celeba_index).
+                       workers: int = 0) -> Split:
+  """Decodes one split of an official-layout CelebA folder (see celeba_index)
+  on ``workers`` processes (0: every core).
 
   Unreadable or truncated JPEGs are skipped with a warning naming them.
   """
   wanted, labels, names = celeba_index(data_dir, split)
   image_dir = os.path.join(data_dir, "img_align_celeba")
-  upscaled = set()
-
-  def load(name):
-    from PIL import Image
-    try:
-      with Image.open(os.path.join(image_dir, name)) as image:
-        if image.size[0] * CELEBA_CROP_FRACTION < size:
-          upscaled.add(name)
-        return celeba_crop_and_resize(image, size)
-    except (OSError, ValueError, SyntaxError) as e:
-      logging.warning("skipping unreadable CelebA image %s: %s",
-                      os.path.join(image_dir, name), e)
-      return None
-
-  with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
-    decoded = list(pool.map(load, wanted))
-  keep = [i for i, image in enumerate(decoded) if image is not None]
-  small = sum(1 for name in wanted if name in upscaled)
-  if small:
-    logging.warning("CelebA %s: %d images have a crop smaller than %dx%d "
-                    "and were enlarged (e.g. half-scale copies)", split, small,
-                    size, size)
+  paths = [os.path.join(image_dir, name) for name in wanted]
+  images, keep = decode_celeba(paths, size, paths,
+                               f"decoding CelebA {split}", workers)
   if len(keep) < len(wanted):
     logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
                     len(wanted) - len(keep), len(wanted))
   if not keep:
     raise DataError(f"no readable CelebA images for split {split!r} in "
                     f"{image_dir}.")
-  images = np.stack([decoded[i] for i in keep])
   return Split(images, labels[keep], "attributes", names)
 
 
 def read_tfds(config, split: str) -> Split:
-  """``tfds.load`` route (downloads on first use; needs internet)."""
-  import tensorflow_datasets as tfds
+  """``tfds.load`` route (downloads on first use; needs internet).
+
+  CelebA's JPEGs come out of TFDS still encoded and are decoded, cropped and
+  resized on every core, like a local folder.
+  """
+  tfds = runtime.import_tfds()
   data_dir = config.get("tfds_data_dir") or None
   if config.dataset == "mnist":
     images, labels = [], []
@@ -264,11 +355,19 @@ def read_tfds(config, split: str) -> Split:
   builder = tfds.builder("celeb_a", data_dir=data_dir)
   builder.download_and_prepare()
   names = sorted(builder.info.features["attributes"].keys())
-  images, labels = [], []
-  for example in tfds.as_numpy(builder.as_dataset(split=split)):
-    images.append(celeba_crop_and_resize(example["image"], config.image_size))
+  encoded, labels = [], []
+  dataset = builder.as_dataset(
+      split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  for example in tfds.as_numpy(dataset):
+    encoded.append(bytes(example["image"]))
     labels.append([bool(example["attributes"][n]) for n in names])
-  return Split(np.stack(images), np.asarray(labels, np.uint8), "attributes",
+  images, keep = decode_celeba(
+      encoded, config.image_size, [f"celeb_a {split} #{i}"
+                                   for i in range(len(encoded))],
+      f"decoding celeb_a {split}", config.get("decode_workers", 0))
+  if not keep:
+    raise DataError(f"no readable images in TFDS celeb_a {split!r}.")
+  return Split(images, np.asarray(labels, np.uint8)[keep], "attributes",
                names)
 
 
@@ -286,7 +385,8 @@ def read_split(config, split: str) -> Split:
         config, split)
   if config.dataset == "celeba":
     if data_dir:
-      return read_celeba_folder(data_dir, split, config.image_size)
+      return read_celeba_folder(data_dir, split, config.image_size,
+                                config.get("decode_workers", 0))
     return read_tfds(config, split)
   raise ValueError(f"unknown dataset {config.dataset!r}; choose one of "
                    f"{list(DATASETS)}.")
@@ -346,13 +446,6 @@ def load_split(config, split: str) -> Split:
 # Streams.
 
 
-def _tf():
-  import tensorflow as tf
-  # TF only feeds data here: keep it off the accelerator JAX uses.
-  tf.config.set_visible_devices([], "GPU")
-  return tf
-
-
 def train_stream(data: Split, batch_size: int, seed: int,
                  start_step: int = 0, shard_index: int = 0,
                  num_shards: int = 1) -> Iterator[Dict[str, np.ndarray]]:
@@ -364,7 +457,7 @@ def train_stream(data: Split, batch_size: int, seed: int,
   ``batch_size`` is the global batch; with ``num_shards`` processes, shard
   ``shard_index`` yields its ``batch_size // num_shards`` consecutive rows.
   """
-  tf = _tf()
+  tf = runtime.import_tensorflow()
   if len(data) < 1:
     raise DataError("the training split is empty.")
   images = tf.constant(np.asarray(data.images))

@@ -6,33 +6,20 @@ inserts the collectives. The program computes exactly the single-device
 function, so the MMD of each rung and the batch-norm statistics are over the
 global batch.
 
-Several hosts: when ``JAX_COORDINATOR_ADDRESS`` (or a cluster JAX detects,
-e.g. SLURM) is set, ``maybe_initialize_distributed`` calls
-``jax.distributed.initialize()``; each process then reads its own slice of
-every global batch and ``global_batch`` assembles the sharded array.
+Several processes: once ``runtime.initialize_distributed`` has started
+``jax.distributed`` (an explicit ``--distributed=on`` or a complete
+multi-process launch), each process reads its own slice of every global batch
+and ``global_batch`` assembles the sharded array.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 from typing import Dict, Iterator, Optional, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID",
-                   "OMPI_MCA_orte_hnp_uri")
-
-
-def maybe_initialize_distributed() -> bool:
-  """``jax.distributed.initialize()`` when a multi-host environment is set."""
-  if any(os.environ.get(name) for name in DISTRIBUTED_ENV):
-    jax.distributed.initialize()
-    return True
-  return False
-
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
   devices = list(devices) if devices is not None else jax.devices()

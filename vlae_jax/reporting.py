@@ -8,15 +8,14 @@ from typing import Dict
 import jax
 import numpy as np
 
-from vlae_jax import plotting
+from vlae_jax import plotting, runtime
 
 
 class Writer:
   """Scalars and images to ``<workdir>/tb`` (tf.summary event files)."""
 
   def __init__(self, workdir: str):
-    from vlae_jax.input_pipeline import _tf
-    self._tf = _tf()
+    self._tf = runtime.import_tensorflow()
     self._writer = self._tf.summary.create_file_writer(
         os.path.join(workdir, "tb"))
 

@@ -1,0 +1,190 @@
+"""Process set-up that must happen before JAX or TensorFlow start.
+
+Everything here reads or writes the process environment, never arrays, and
+imports nothing from the rest of vlae_jax, so ``main.py`` (and any script)
+can call it first:
+
+- ``configure_jax(deterministic, preallocate)``: XLA's GPU determinism flag,
+  full-precision float32 matrix products, and whether this process may grab
+  most of the GPU's memory up front. Only effective before JAX's first
+  computation.
+- ``enable_compilation_cache()``: JAX's persistent compilation cache.
+- ``initialize_distributed(setting)``: ``jax.distributed.initialize()`` only
+  for an explicit request or a complete multi-process launch (never for a
+  SLURM job id alone: an ``salloc`` shell is one process).
+- ``import_tensorflow()`` / ``import_tfds()``: the only way vlae_jax imports
+  TensorFlow, which feeds data and must never take the GPU from JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Dict, MutableMapping, Optional
+
+# XLA:GPU picks deterministic algorithms (no atomics in scatter / convolution
+# backward passes, no autotuning races) under this flag. Ignored on the CPU,
+# whose programs are deterministic already.
+GPU_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+DISTRIBUTED_SETTINGS = ("auto", "on", "off")
+
+
+class RuntimeSetupError(ValueError):
+  """A process set-up request that cannot work; the message says the fix."""
+
+
+def _append_xla_flag(environ: MutableMapping[str, str], flag: str):
+  flags = shlex.split(environ.get("XLA_FLAGS", ""))
+  name = flag.split("=")[0]
+  if not any(f.split("=")[0] == name for f in flags):  # the user's value wins
+    flags.append(flag)
+  environ["XLA_FLAGS"] = " ".join(flags)
+
+
+def configure_jax(deterministic: bool = True, preallocate: bool = True,
+                  environ: Optional[MutableMapping[str, str]] = None
+                  ) -> Dict[str, str]:
+  """Sets the environment variables JAX reads when it starts.
+
+  Args:
+    deterministic: XLA's GPU determinism flag and ``highest`` default matmul
+      precision (float32 products in full float32, not TF32 on NVIDIA GPUs),
+      so that two runs, or a run and its resumption, are bitwise equal. Costs
+      speed on a GPU (see docs/PERFORMANCE.md); no effect on a CPU.
+    preallocate: False sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``: the
+      process takes GPU memory as it needs it instead of 75% of the card at
+      start-up, so an analysis mode (or a test) can run beside a trainer.
+    environ: the mapping to edit (default ``os.environ``).
+
+  Values the user set explicitly are kept. Returns the variables it set.
+  """
+  environ = os.environ if environ is None else environ
+  before = dict(environ)
+  if deterministic:
+    _append_xla_flag(environ, GPU_DETERMINISM_FLAG)
+    environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+    _sync_loaded_jax_precision(environ)
+  if not preallocate:
+    environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  return {k: v for k, v in environ.items() if before.get(k) != v}
+
+
+def _sync_loaded_jax_precision(environ):
+  """JAX reads JAX_DEFAULT_MATMUL_PRECISION at import; if it is already
+  imported (a script, a test), set the same value through its config."""
+  import sys
+  if "jax" in sys.modules and environ is os.environ:
+    sys.modules["jax"].config.update(
+        "jax_default_matmul_precision",
+        environ["JAX_DEFAULT_MATMUL_PRECISION"])
+
+
+def enable_compilation_cache():
+  """JAX's persistent compilation cache, shared by all workdirs.
+
+  ``VLAE_JAX_COMPILATION_CACHE`` names the folder (default
+  ``~/.cache/vlae_jax/jax_compilation_cache``); set it empty to disable.
+  """
+  import jax
+  folder = os.environ.get(
+      "VLAE_JAX_COMPILATION_CACHE",
+      os.path.join(os.path.expanduser("~"), ".cache", "vlae_jax",
+                   "jax_compilation_cache"))
+  if folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _int(environ, name) -> int:
+  try:
+    return int(environ.get(name, ""))
+  except ValueError:
+    return 0
+
+
+def multi_process_launch(environ: Optional[MutableMapping[str, str]] = None
+                         ) -> Optional[str]:
+  """Which launcher started this process as one of several, or None.
+
+  - ``jax``: ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` > 1.
+  - ``slurm``: a job step started by ``srun`` with more than one task
+    (``SLURM_STEP_ID`` and ``SLURM_PROCID`` set, ``SLURM_STEP_NUM_TASKS`` or
+    ``SLURM_NTASKS`` > 1). A bare ``SLURM_JOB_ID`` (an ``salloc`` or
+    ``sbatch`` shell) is one process, not a launch.
+  - ``mpi``: Open MPI's ``OMPI_COMM_WORLD_SIZE`` > 1.
+  """
+  environ = os.environ if environ is None else environ
+  if environ.get("JAX_COORDINATOR_ADDRESS") and _int(
+      environ, "JAX_NUM_PROCESSES") > 1:
+    return "jax"
+  tasks = _int(environ, "SLURM_STEP_NUM_TASKS") or _int(environ,
+                                                         "SLURM_NTASKS")
+  if ("SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ
+      and tasks > 1):
+    return "slurm"
+  if _int(environ, "OMPI_COMM_WORLD_SIZE") > 1:
+    return "mpi"
+  return None
+
+
+def initialize_distributed(setting: str = "auto",
+                           environ: Optional[MutableMapping[str, str]] = None
+                           ) -> bool:
+  """``jax.distributed.initialize()`` when asked for; True if it ran.
+
+  ``setting``: "auto" (only for a complete multi-process launch, see
+  ``multi_process_launch``), "on" (always; JAX detects the cluster), "off".
+  With ``JAX_COORDINATOR_ADDRESS`` the process count and id come from
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``.
+  """
+  environ = os.environ if environ is None else environ
+  if setting not in DISTRIBUTED_SETTINGS:
+    raise RuntimeSetupError(
+        f"unknown --distributed={setting!r}; choose one of "
+        f"{list(DISTRIBUTED_SETTINGS)}.")
+  launch = multi_process_launch(environ)
+  if setting == "off" or (setting == "auto" and launch is None):
+    return False
+  import jax
+  kwargs = {}
+  if environ.get("JAX_COORDINATOR_ADDRESS"):
+    missing = [n for n in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+               if not environ.get(n, "").isdigit()]
+    if missing:
+      raise RuntimeSetupError(
+          f"JAX_COORDINATOR_ADDRESS is set but {', '.join(missing)} is not an "
+          "integer; set JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process.")
+    kwargs = dict(coordinator_address=environ["JAX_COORDINATOR_ADDRESS"],
+                  num_processes=int(environ["JAX_NUM_PROCESSES"]),
+                  process_id=int(environ["JAX_PROCESS_ID"]))
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (ValueError, RuntimeError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise RuntimeSetupError(
+        f"jax.distributed.initialize() failed: {first}; set "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or "
+        "run with --distributed=off for one process.") from None
+  return True
+
+
+def import_tensorflow():
+  """``tensorflow``, with every GPU hidden from it (JAX owns the GPU).
+
+  The hiding happens before TensorFlow creates any device; every TensorFlow
+  or TFDS import in vlae_jax goes through here.
+  """
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # devices already initialised by the caller's own TF
+    if tf.config.get_visible_devices("GPU"):
+      raise
+  return tf
+
+
+def import_tfds():
+  """``tensorflow_datasets``, imported after ``import_tensorflow``."""
+  import_tensorflow()
+  import tensorflow_datasets as tfds
+  return tfds
