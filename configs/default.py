@@ -30,7 +30,11 @@ def get_config():
   config.model.combine = "gated_sum"     # "gated_sum" (MNIST reference) | "concat" (CelebA)
   config.model.norm = "batch"            # "batch" | "none"
   config.model.activation = "leaky_relu" # slope 0.1; or "relu", "swish", "elu"
-  config.model.upsample = "subpixel"     # "transpose" | "subpixel" (same function, faster on CPU)
+  # How the 4x4 stride-2 (transposed) convs are computed; every form is the
+  # same function of the same parameters, "auto" the fastest measured for the
+  # backend and layer (vlae_jax/convolutions.py, docs/PERFORMANCE.md).
+  config.model.upsample = "auto"         # | "transpose" | "subpixel" | "phase" | "phase_patches"
+  config.model.downsample = "auto"       # | "native" | "space_to_depth" | "patches"
   config.model.std_floor = 1e-3          # posterior std = sigmoid(.) + std_floor
   config.dtype = "float32"               # compute dtype: "float32" | "bfloat16"
 

@@ -62,12 +62,17 @@ RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
               "deterministic", "decode_workers")
 
 
+# How a layer is computed, not what it computes: every form is the same
+# function of the same parameters.
+COMPUTATION_FIELDS = ("model.upsample", "model.downsample")
+
+
 def config_differences(saved: dict, new: dict, prefix: str = ""):
   """Dotted names of model-relevant fields whose values differ."""
   diffs = []
   for key in sorted(set(saved) | set(new)):
     name = f"{prefix}{key}"
-    if not prefix and key in RUN_FIELDS:
+    if (not prefix and key in RUN_FIELDS) or name in COMPUTATION_FIELDS:
       continue
     a, b = saved.get(key), new.get(key)
     if isinstance(a, dict) and isinstance(b, dict):

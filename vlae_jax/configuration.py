@@ -32,6 +32,7 @@ def validate(config):
   _choice("model.norm", m.norm, models.NORMS)
   _choice("model.activation", m.activation, tuple(models.ACTIVATIONS))
   _choice("model.upsample", m.upsample, models.UPSAMPLES)
+  _choice("model.downsample", m.get("downsample", "auto"), models.DOWNSAMPLES)
   _choice("dtype", config.dtype, ("float32", "bfloat16"))
   for name in ("deterministic", "skip_nonfinite"):
     if not isinstance(config.get(name, False), bool):

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vlae_jax import convolutions
+
 Shape = Tuple[int, ...]
 
 ACTIVATIONS = {
@@ -31,7 +33,8 @@ ACTIVATIONS = {
 }
 NORMS = ("batch", "none")
 COMBINES = ("gated_sum", "concat")
-UPSAMPLES = ("transpose", "subpixel")
+UPSAMPLES = ("auto", "transpose") + convolutions.CONV_TRANSPOSE_FORMS
+DOWNSAMPLES = ("auto",) + convolutions.CONV_FORMS
 LAYER_KINDS = ("conv", "dense")
 
 
@@ -66,43 +69,61 @@ def rung_shapes(image_shape: Shape, rung_kinds: Sequence[str],
   return shapes
 
 
-class SubpixelConvTranspose(nn.Module):
-  """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")``,
-  computed as a 3x3 convolution to 4x the channels and a depth-to-space shuffle.
-
-  Same parameters (``kernel [4, 4, in, out]``, ``bias [out]``) and exactly the
-  same function as the transposed convolution; only the computation differs.
-  Each output phase (even/odd row, even/odd column) sees a 2x2 subset of the
-  3x3 input neighbourhood, taps ``(w0, w2, -)`` on even and ``(-, w1, w3)`` on
-  odd positions per axis. It avoids the transposed convolution's slow gradient
-  on CPU backends.
-  """
+class DownConv(nn.Module):
+  """``nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")``: the same
+  parameters (``kernel [4, 4, in, out]``, ``bias [out]``, the same
+  initialisers) and function, computed in the ``form`` of
+  ``vlae_jax.convolutions`` ("auto": the fastest measured for the backend and
+  shape, see ``convolutions.choose_conv_form``)."""
 
   features: int
+  form: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    in_features = x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (4, 4, in_features, self.features), jnp.float32)
+                        (4, 4, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,),
                       jnp.float32)
-    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap
-    # phase_kernel[p, q, a, b] = kernel[taps[p, a], taps[q, b]]
-    phase_kernel = padded[taps[:, None, :, None], taps[None, :, None, :]]
-    # -> [3, 3, in, (p, q, out)]
-    phase_kernel = jnp.transpose(phase_kernel, (2, 3, 4, 0, 1, 5)).reshape(
-        3, 3, in_features, 4 * self.features)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), phase_kernel.astype(self.dtype), (1, 1),
-        "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    batch, height, width, _ = y.shape
-    y = y.reshape(batch, height, width, 2, 2, self.features)
-    y = jnp.transpose(y, (0, 1, 3, 2, 4, 5)).reshape(
-        batch, 2 * height, 2 * width, self.features)
+    form = self.form
+    if form == "auto":
+      form = convolutions.choose_conv_form(x.shape, self.features)
+    y = convolutions.conv(x.astype(self.dtype), kernel.astype(self.dtype),
+                          form)
     return y + bias.astype(self.dtype)
+
+
+class UpConv(nn.Module):
+  """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")``:
+  the same parameters and function, computed in the ``form`` of
+  ``vlae_jax.convolutions`` ("auto": the fastest measured for the backend and
+  shape, see ``convolutions.choose_conv_transpose_form``; "transpose" is
+  "native")."""
+
+  features: int
+  form: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    form = "native" if self.form == "transpose" else self.form
+    if form == "auto":
+      form = convolutions.choose_conv_transpose_form(x.shape, self.features)
+    y = convolutions.conv_transpose(x.astype(self.dtype),
+                                    kernel.astype(self.dtype), form)
+    return y + bias.astype(self.dtype)
+
+
+class SubpixelConvTranspose(UpConv):
+  """``UpConv`` in the sub-pixel form: a 3x3 conv to 4x the channels and a
+  depth-to-space shuffle (kept for code written against it)."""
+
+  form: str = "subpixel"
 
 
 class _Layers(nn.Module):
@@ -130,13 +151,14 @@ class InferenceRung(_Layers):
   widths: Sequence[int] = ()
   latent_dim: int = 2
   std_floor: float = 1e-3
+  downsample: str = "auto"
 
   @nn.compact
   def __call__(self, h, train: bool):
     for i, width in enumerate(self.widths):
       if self.kind == "conv":
-        h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
-                    dtype=self.dtype, name=f"conv{i}")(h)
+        h = DownConv(width, form=self.downsample, dtype=self.dtype,
+                     name=f"conv{i}")(h)
       else:
         h = h.reshape(h.shape[0], -1)
         h = nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(h)
@@ -161,7 +183,7 @@ class GenerativeRung(_Layers):
   kind: str = "conv"
   shapes: Sequence[Shape] = ()
   combine: str = "gated_sum"
-  upsample: str = "transpose"
+  upsample: str = "auto"
   is_bottom: bool = False
 
   def _project(self, z, shape, name):
@@ -185,13 +207,8 @@ class GenerativeRung(_Layers):
     for i in reversed(range(num_layers)):
       target = tuple(self.shapes[i])
       if self.kind == "conv":
-        if self.upsample == "subpixel":
-          h = SubpixelConvTranspose(target[-1], dtype=self.dtype,
-                                    name=f"deconv{i}")(h)
-        else:
-          h = nn.ConvTranspose(target[-1], (4, 4), strides=(2, 2),
-                               padding="SAME", dtype=self.dtype,
-                               name=f"deconv{i}")(h)
+        h = UpConv(target[-1], form=self.upsample, dtype=self.dtype,
+                   name=f"deconv{i}")(h)
       else:
         h = h.reshape(h.shape[0], -1)
         h = nn.Dense(math.prod(target), dtype=self.dtype, name=f"dense{i}")(h)
@@ -211,8 +228,9 @@ class VLAE(nn.Module):
     rung_widths: per rung, the channels/units of each of its layers.
     combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".
     norm: "batch" or "none". activation: a key of ``ACTIVATIONS``.
-    upsample: "transpose" (nn.ConvTranspose) or "subpixel" (same function,
-      computed as conv + depth-to-space).
+    upsample, downsample: how the 4x4 stride-2 transposed convs and convs are
+      computed ("auto" or a form of ``vlae_jax.convolutions``); every form is
+      the same function of the same parameters.
     dtype: computation dtype of convs and dense layers (params stay float32).
   """
 
@@ -223,7 +241,8 @@ class VLAE(nn.Module):
   combine: str = "gated_sum"
   norm: str = "batch"
   activation: str = "leaky_relu"
-  upsample: str = "transpose"
+  upsample: str = "auto"
+  downsample: str = "auto"
   std_floor: float = 1e-3
   dtype: Any = jnp.float32
 
@@ -232,7 +251,8 @@ class VLAE(nn.Module):
     common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
     self.inference_rungs = [
         InferenceRung(kind=kind, widths=tuple(widths), latent_dim=dim,
-                      std_floor=self.std_floor, **common)
+                      std_floor=self.std_floor, downsample=self.downsample,
+                      **common)
         for kind, widths, dim in zip(self.rung_kinds, self.rung_widths,
                                      self.latent_dims)]
     self.generative_rungs = [
@@ -298,6 +318,7 @@ def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
       norm=model_config.norm,
       activation=model_config.activation,
       upsample=model_config.upsample,
+      downsample=model_config.get("downsample", "auto"),
       std_floor=model_config.std_floor,
       dtype=jnp.dtype(dtype),
   )

@@ -1,0 +1,166 @@
+"""Exact formulations of the ladder's 4x4 stride-2 convolutions.
+
+Each function computes one function with one set of parameters (a kernel
+``[4, 4, in, out]`` as ``nn.Conv`` / ``nn.ConvTranspose`` store it), in
+several ways that differ only in speed and float rounding order:
+
+``conv(x, kernel, form)``, ``nn.Conv(out, (4, 4), strides=2, padding="SAME")``
+on an input of even height and width:
+- "native": ``lax.conv_general_dilated``.
+- "space_to_depth": pad, fold each 2x2 pixel block into channels, then a
+  stride-1 2x2 conv with 4x the input channels (same FLOPs, no stride).
+- "patches": the 16 strided taps gathered into ``[B, Ho, Wo, 16 * in]``
+  patches and one matrix product with the ``[16 * in, out]`` kernel.
+
+``conv_transpose(x, kernel, form)``, ``nn.ConvTranspose(out, (4, 4),
+strides=2, padding="SAME")``:
+- "native": ``lax.conv_transpose`` (a conv over the 2x-dilated input: 3 in 4
+  taps multiply inserted zeros; its CPU gradient is very slow).
+- "subpixel": a 3x3 conv to ``4 * out`` channels and depth-to-space (the
+  3x3 kernel holds zeros: 2.25x the useful FLOPs).
+- "phase": one 2x2 conv to ``4 * out`` channels over the input padded by one
+  pixel, each output phase read at its own offset ((H+1)(W+1)/(HW) the useful
+  FLOPs, no zero taps).
+- "phase_patches": the same as 2x2 patches ``[B, H+1, W+1, 4 * in]`` and one
+  matrix product with ``[4 * in, 4 * out]``.
+
+Output phase ``(p, q)`` (even/odd row, even/odd column) of the transposed conv
+sees input rows ``(i-1, i)`` with kernel rows ``(0, 2)`` for p = 0 and
+``(i, i+1)`` with kernel rows ``(1, 3)`` for p = 1; columns likewise.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+CONV_FORMS = ("native", "space_to_depth", "patches")
+CONV_TRANSPOSE_FORMS = ("native", "subpixel", "phase", "phase_patches")
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+# Kernel rows (or columns) of each output phase, on input offsets (0, +1)
+# after one pixel of padding.
+_PHASE_TAPS = ((0, 2), (1, 3))
+
+
+def choose_conv_form(input_shape, out_channels, backend=None) -> str:
+  """The fastest exact conv form measured for a backend and layer shape.
+
+  On the CPU (bench/conv_forms.py, docs/PERFORMANCE.md) XLA's own
+  convolution is fastest or level on every encoder layer; on a GPU cuDNN's.
+  """
+  del input_shape, out_channels, backend
+  return "native"
+
+
+def choose_conv_transpose_form(input_shape, out_channels, backend=None) -> str:
+  """The fastest exact transposed-conv form for a backend and layer shape.
+
+  CPU: 2x2 phase patches and one matrix product run 1.3x to 1.6x faster than
+  the sub-pixel conv (and 10x to 30x faster than XLA's transposed conv, whose
+  gradient is slow) wherever the layer has many output channels; with few
+  (the image layer: 1 or 3) XLA's transposed conv is fastest. GPU: cuDNN's
+  transposed conv (native) until measured otherwise.
+  """
+  del input_shape
+  backend = backend or jax.default_backend()
+  if backend == "cpu" and out_channels > 16:
+    return "phase_patches"
+  return "native"
+
+
+def _check_even(x):
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f"a 4x4 stride-2 'SAME' conv form needs an even height "
+                     f"and width, got {x.shape[1]}x{x.shape[2]}; use "
+                     "form='native'.")
+
+
+def conv(x: jax.Array, kernel: jax.Array, form: str = "native",
+         precision=None) -> jax.Array:
+  """``[B, H, W, in]`` -> ``[B, H/2, W/2, out]``; ``kernel [4, 4, in, out]``."""
+  if form == "native":
+    return jax.lax.conv_general_dilated(
+        x, kernel, (2, 2), "SAME", dimension_numbers=_DIMENSIONS,
+        precision=precision)
+  _check_even(x)
+  batch, height, width, channels = x.shape
+  out = kernel.shape[-1]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  if form == "space_to_depth":
+    blocks = padded.reshape(batch, height // 2 + 1, 2, width // 2 + 1, 2,
+                            channels)
+    blocks = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(
+        batch, height // 2 + 1, width // 2 + 1, 4 * channels)
+    # kernel[2a + dy, 2b + dx, c, o] -> [a, b, (dy, dx, c), o]
+    folded = kernel.reshape(2, 2, 2, 2, channels, out).transpose(
+        0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * channels, out)
+    return jax.lax.conv_general_dilated(
+        blocks, folded, (1, 1), "VALID", dimension_numbers=_DIMENSIONS,
+        precision=precision)
+  if form == "patches":
+    taps = [padded[:, ky:ky + height:2, kx:kx + width:2, :]
+            for ky in range(4) for kx in range(4)]
+    patches = jnp.concatenate(taps, axis=-1)
+    return jnp.dot(patches, kernel.reshape(16 * channels, out),
+                   precision=precision)
+  raise ValueError(f"unknown conv form {form!r}; choose one of "
+                   f"{list(CONV_FORMS)}.")
+
+
+def _phase_kernel(kernel):
+  """``[4, 4, in, out]`` -> ``[2, 2, in, (p, q, out)]`` of the 4 phases."""
+  rows = jnp.asarray(_PHASE_TAPS)  # [p, a]
+  # k[p, q, a, b] = kernel[rows[p, a], rows[q, b]]
+  k = kernel[rows[:, None, :, None], rows[None, :, None, :]]
+  in_channels, out = kernel.shape[2], kernel.shape[3]
+  return k.transpose(2, 3, 4, 0, 1, 5).reshape(2, 2, in_channels, 4 * out)
+
+
+def _interleave_phases(y, height, width, out):
+  """``[B, H+1, W+1, (p, q, out)]`` -> ``[B, 2H, 2W, out]``: output pixel
+  ``(2i + p, 2j + q)`` is phase ``(p, q)`` at position ``(i + p, j + q)``."""
+  batch = y.shape[0]
+  y = y.reshape(batch, height + 1, width + 1, 2, 2, out)
+  rows = []
+  for p in range(2):
+    cols = [y[:, p:p + height, q:q + width, p, q, :] for q in range(2)]
+    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(q), out]
+  y = jnp.stack(rows, axis=2)  # [B, H, 2(p), W, 2(q), out]
+  return y.reshape(batch, 2 * height, 2 * width, out)
+
+
+def conv_transpose(x: jax.Array, kernel: jax.Array, form: str = "native",
+                   precision=None) -> jax.Array:
+  """``[B, H, W, in]`` -> ``[B, 2H, 2W, out]``; ``kernel [4, 4, in, out]``."""
+  batch, height, width, channels = x.shape
+  out = kernel.shape[-1]
+  if form == "native":
+    return jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
+                                  dimension_numbers=_DIMENSIONS,
+                                  precision=precision)
+  if form == "subpixel":
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap
+    k = padded[taps[:, None, :, None], taps[None, :, None, :]]
+    k = k.transpose(2, 3, 4, 0, 1, 5).reshape(3, 3, channels, 4 * out)
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                     dimension_numbers=_DIMENSIONS,
+                                     precision=precision)
+    y = y.reshape(batch, height, width, 2, 2, out)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height,
+                                                 2 * width, out)
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  if form == "phase":
+    y = jax.lax.conv_general_dilated(padded, _phase_kernel(kernel), (1, 1),
+                                     "VALID", dimension_numbers=_DIMENSIONS,
+                                     precision=precision)
+  elif form == "phase_patches":
+    patches = jnp.concatenate(
+        [padded[:, a:a + height + 1, b:b + width + 1, :]
+         for a in range(2) for b in range(2)], axis=-1)
+    y = jnp.dot(patches, _phase_kernel(kernel).reshape(4 * channels, 4 * out),
+                precision=precision)
+  else:
+    raise ValueError(f"unknown conv_transpose form {form!r}; choose one of "
+                     f"{list(CONV_TRANSPOSE_FORMS)}.")
+  return _interleave_phases(y, height, width, out)
