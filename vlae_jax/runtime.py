@@ -157,6 +157,8 @@ def initialize_distributed(setting: str = "auto",
     kwargs = dict(coordinator_address=environ["JAX_COORDINATOR_ADDRESS"],
                   num_processes=int(environ["JAX_NUM_PROCESSES"]),
                   process_id=int(environ["JAX_PROCESS_ID"]))
+  # CPU processes need a collectives library (GPUs use NCCL regardless).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     jax.distributed.initialize(**kwargs)
   except (ValueError, RuntimeError) as e:

@@ -1,0 +1,286 @@
+"""Ours against an eager PyTorch port of the same network, in one process.
+
+    pip install -r bench/requirements-torch.txt     # CPU PyTorch, bench only
+    python bench/torch_reference.py [--configs mnist,celeba] [--rounds 5]
+
+``TorchVLAE`` builds, for any config, the network ``vlae_jax.models.VLAE``
+builds: the same layers, widths, batch norm (momentum 0.1 = Flax's 0.9),
+leaky ReLU 0.1, heads, combine and decoder, asserting the same parameter
+count. Its train step is the same objective (``rec_weight`` x L1 through a
+sigmoid + ``mmd_weight`` x the reference-kernel V-statistic MMD^2 per rung
+against a fresh N(0, I) draw) and Adam (``fused=True``), eager, float32.
+
+Both steps run on the same fixed batch, interleaved (ours, torch, ours, ...)
+``--rounds`` times; the script prints images/s as median [min-max], the ratio
+ours / PyTorch, useful MFU (``vlae_jax.flops``) against a float32 matmul peak
+measured in this process for each framework, and writes
+docs/torch_reference.json.
+"""
+
+import argparse
+import functools
+import importlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+import torch
+from torch import nn
+
+from vlae_jax import flops, input_pipeline, models, train  # pylint: disable=g-import-not-at-top
+
+
+def _norm(shape, norm):
+  """Batch norm over the channels (3-D feature shapes) or units (1-D)."""
+  if norm != "batch":
+    return nn.Identity()
+  if len(shape) == 3:
+    return nn.BatchNorm2d(shape[-1], momentum=0.1, eps=1e-5)
+  return nn.BatchNorm1d(shape[0], momentum=0.1, eps=1e-5)
+
+
+def _nchw(h, shape):
+  """Flat ``[B, prod(shape)]`` -> ``[B, C, H, W]`` (or ``[B, units]``)."""
+  if len(shape) == 3:
+    return h.view(h.shape[0], shape[2], shape[0], shape[1])
+  return h
+
+
+class TorchInferenceRung(nn.Module):
+  """``models.InferenceRung``: layers, then mean and std heads."""
+
+  def __init__(self, kind, shapes, dim, norm, act, std_floor):
+    super().__init__()
+    self.kind, self.std_floor = kind, std_floor
+    self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
+    for before, after in zip(shapes[:-1], shapes[1:]):
+      self.layers.append(nn.Conv2d(before[-1], after[-1], 4, 2, 1)
+                         if kind == "conv" else
+                         nn.Linear(math.prod(before), after[0]))
+      self.norms.append(_norm(after, norm))
+    self.act = act()
+    self.mean = nn.Linear(math.prod(shapes[-1]), dim)
+    self.std = nn.Linear(math.prod(shapes[-1]), dim)
+
+  def forward(self, h):
+    for layer, norm in zip(self.layers, self.norms):
+      if self.kind == "dense":
+        h = h.flatten(1)
+      h = self.act(norm(layer(h)))
+    flat = h.flatten(1)
+    mean = self.mean(flat)
+    std = torch.sigmoid(self.std(flat)) + self.std_floor
+    return h, mean + std * torch.randn_like(mean)
+
+
+class TorchGenerativeRung(nn.Module):
+  """``models.GenerativeRung``: combine, then the mirrored layers."""
+
+  def __init__(self, kind, shapes, dim, combine, norm, act, is_top,
+               is_bottom):
+    super().__init__()
+    self.kind, self.combine, self.is_top = kind, combine, is_top
+    self.shapes = [tuple(s) for s in shapes]
+    top = self.shapes[-1]
+    self.project = nn.Linear(dim, math.prod(top))
+    self.top_norm = _norm(top, norm) if is_top else None
+    if not is_top and combine == "gated_sum":
+      self.gate = nn.Parameter(torch.full(
+          (top[2], top[0], top[1]) if len(top) == 3 else top, 0.1))
+    current = top if is_top or combine == "gated_sum" else \
+        top[:-1] + (2 * top[-1],)
+    self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
+    for i in reversed(range(len(shapes) - 1)):
+      target = self.shapes[i]
+      self.layers.append(nn.ConvTranspose2d(current[-1], target[-1], 4, 2, 1)
+                         if kind == "conv" else
+                         nn.Linear(math.prod(current), math.prod(target)))
+      self.norms.append(nn.Identity() if is_bottom and i == 0
+                        else _norm(target, norm))
+      current = target
+    self.is_bottom = is_bottom
+    self.act = act()
+
+  def forward(self, upper, z):
+    projected = _nchw(self.project(z), self.shapes[-1])
+    if self.is_top:
+      h = self.act(self.top_norm(projected))
+    elif self.combine == "gated_sum":
+      h = upper + self.gate * projected
+    else:
+      h = torch.cat([upper, projected], dim=1)
+    targets = list(reversed(range(len(self.shapes) - 1)))
+    for i, layer, norm in zip(targets, self.layers, self.norms):
+      if self.kind == "dense":
+        h = _nchw(layer(h.flatten(1)), self.shapes[i])
+      else:
+        h = layer(h)
+      if not (self.is_bottom and i == 0):
+        h = self.act(norm(h))
+    return h
+
+
+class TorchVLAE(nn.Module):
+  """``models.VLAE`` in PyTorch (NCHW), built from the same ``config.model``."""
+
+  def __init__(self, model_config, image_shape):
+    super().__init__()
+    shapes = models.rung_shapes(image_shape, model_config.rung_kinds,
+                                model_config.rung_widths)
+    act = {"leaky_relu": lambda: nn.LeakyReLU(0.1), "relu": nn.ReLU,
+           "swish": nn.SiLU, "elu": nn.ELU}[model_config.activation]
+    c = model_config
+    self.inference = nn.ModuleList(
+        TorchInferenceRung(kind, rung, dim, c.norm, act, c.std_floor)
+        for kind, rung, dim in zip(c.rung_kinds, shapes, c.latent_dims))
+    self.generative = nn.ModuleList(
+        TorchGenerativeRung(kind, rung, dim, c.combine, c.norm, act,
+                            is_top=l == len(shapes) - 1, is_bottom=l == 0)
+        for l, (kind, rung, dim) in enumerate(zip(c.rung_kinds, shapes,
+                                                  c.latent_dims)))
+
+  def forward(self, x):
+    codes, h = [], x
+    for rung in self.inference:
+      h, z = rung(h)
+      codes.append(z)
+    h = None
+    for l in reversed(range(len(codes))):
+      h = self.generative[l](h, codes[l])
+    return h, codes
+
+
+def torch_mmd(x, y):
+  """The reference kernel exp(-||a-b||^2 / d^2), biased V-statistic."""
+  d = x.shape[1]
+  kernel = lambda a, b: torch.exp(-torch.cdist(a, b).square() / d**2)
+  return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+
+
+def torch_step_fn(config, image_shape):
+  model = TorchVLAE(config.model, image_shape)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                               fused=True)
+  model.train()
+
+  def step(images):
+    logits, codes = model(images)
+    rec = torch.mean(torch.abs(images - torch.sigmoid(logits)))
+    mmds = [torch_mmd(z, torch.randn_like(z)) for z in codes]
+    loss = config.loss.rec_weight * rec + config.loss.mmd_weight * sum(mmds)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+  return model, step
+
+
+def jax_parameter_count(config, image_shape):
+  model = train.create_model(config, image_shape)
+  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(
+      state.params))
+
+
+def peaks(size=2048, repeats=5):
+  a = jnp.ones((size, size), jnp.float32)
+  fn = jax.jit(lambda x: x @ x)
+  fn(a).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = fn(a)
+  out.block_until_ready()
+  jax_peak = 2 * size**3 * repeats / (time.perf_counter() - start)
+  t = torch.ones(size, size)
+  t @ t
+  start = time.perf_counter()
+  for _ in range(repeats):
+    t @ t
+  torch_peak = 2 * size**3 * repeats / (time.perf_counter() - start)
+  return jax_peak, torch_peak
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", default="mnist,celeba")
+  parser.add_argument("--batch", type=int, default=100)
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=3,
+                      help="steps per timed window")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="PyTorch threads (0: every core)")
+  parser.add_argument("--out", default="docs/torch_reference.json")
+  args = parser.parse_args()
+  torch.set_num_threads(args.threads or input_pipeline.default_decode_workers())
+  torch.manual_seed(0)
+  results = {"device": jax.devices()[0].device_kind,
+             "torch": torch.__version__, "jax": jax.__version__,
+             "threads": torch.get_num_threads(), "configs": []}
+  for name in args.configs.split(","):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.batch_size = args.batch
+    shape = input_pipeline.image_shape(config)
+    torch_model, torch_step = torch_step_fn(config, shape)
+    count = sum(p.numel() for p in torch_model.parameters())
+    ours_count = jax_parameter_count(config, shape)
+    assert count == ours_count, (name, count, ours_count)
+    model = train.create_model(config, shape)
+    state = train.create_train_state(config, model)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(args.batch,) + shape).astype(np.float32)
+    batch = jax.device_put({"image": images,
+                            "label": np.zeros(args.batch, np.int32)})
+    step = jax.jit(functools.partial(train.train_step, model=model,
+                                     config=config), donate_argnums=0)
+    torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    state, metrics = step(state, batch)  # compile + warm-up
+    jax.block_until_ready(metrics)
+    torch_step(torch_images)
+    ours, theirs = [], []
+    for _ in range(args.rounds):
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        state, metrics = step(state, batch)
+      jax.block_until_ready(metrics)
+      ours.append(args.batch * args.steps / (time.perf_counter() - start))
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        torch_step(torch_images)
+      theirs.append(args.batch * args.steps / (time.perf_counter() - start))
+    jax_peak, torch_peak = peaks()
+    useful = flops.train_step_flops(config, shape)
+    row = {"config": name, "parameters": count, "useful_flops_per_step": useful,
+           "ours_images_per_second": ours, "torch_images_per_second": theirs,
+           "jax_matmul_peak": jax_peak, "torch_matmul_peak": torch_peak,
+           "ratio_median": statistics.median(ours) / statistics.median(theirs),
+           "ratios": [a / b for a, b in zip(ours, theirs)]}
+    results["configs"].append(row)
+    med = lambda v: statistics.median(v)
+    print(f"{name}: {count:,} parameters both; useful {useful / 1e9:.1f} "
+          f"GFLOP/step; matmul peak jax {jax_peak / 1e9:.0f} / torch "
+          f"{torch_peak / 1e9:.0f} GFLOP/s")
+    for label, rates, peak in (("ours", ours, jax_peak),
+                               ("pytorch", theirs, torch_peak)):
+      print(f"  {label:>8}: {med(rates):7.1f} images/s [{min(rates):.1f}-"
+            f"{max(rates):.1f}], useful {med(rates) / args.batch * useful / 1e9:.0f}"
+            f" GFLOP/s = {med(rates) / args.batch * useful / peak:.0%} of its "
+            "matmul peak")
+    print(f"  ours / pytorch: {row['ratio_median']:.2f}x (per round "
+          f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f})", flush=True)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=1)
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
