@@ -57,16 +57,27 @@ def test_native_forms_are_flax_bit_for_bit():
 def test_bfloat16_forms_compute_in_bfloat16():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 4))
   for module in (models.DownConv(8, form="patches", dtype=jnp.bfloat16),
-                 models.UpConv(8, form="phase_patches", dtype=jnp.bfloat16)):
+                 models.DownConv(8, form="native_phase_grad",
+                                 dtype=jnp.bfloat16),
+                 models.UpConv(8, form="phase_patches", dtype=jnp.bfloat16),
+                 models.UpConv(8, form="phase_patches_conv_grad",
+                               dtype=jnp.bfloat16)):
     variables = module.init(jax.random.PRNGKey(1), x)
     assert variables["params"]["kernel"].dtype == jnp.float32
     assert module.apply(variables, x).dtype == jnp.bfloat16
+    grads = jax.grad(lambda v, x: jnp.sum(module.apply(v, x).astype(
+        jnp.float32)), argnums=(0, 1))(variables, x)
+    assert grads[0]["params"]["kernel"].dtype == jnp.float32
+    assert grads[1].dtype == jnp.float32
 
 
 def test_auto_choice_by_backend_and_shape():
-  assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "cpu") == "native"
+  assert convolutions.choose_conv_form(
+      (100, 64, 64, 3), 64, "cpu") == "native_phase_grad"
+  assert convolutions.choose_conv_form((100, 8, 8, 256), 512, "cpu") == "native"
+  assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "gpu") == "native"
   assert convolutions.choose_conv_transpose_form(
-      (100, 4, 4, 1024), 256, "cpu") == "phase_patches"
+      (100, 4, 4, 1024), 256, "cpu") == "phase_patches_conv_grad"
   assert convolutions.choose_conv_transpose_form(
       (100, 32, 32, 128), 3, "cpu") == "native"
   assert convolutions.choose_conv_transpose_form(
@@ -78,7 +89,8 @@ def test_auto_choice_by_backend_and_shape():
 
 @pytest.mark.parametrize("upsample,downsample", [
     ("subpixel", "native"), ("phase", "space_to_depth"),
-    ("phase_patches", "patches"), ("auto", "auto")])
+    ("phase_patches", "patches"),
+    ("phase_patches_conv_grad", "native_phase_grad"), ("auto", "auto")])
 def test_the_model_computes_one_function_in_every_form(upsample, downsample):
   config = tiny_config(dataset="digits")
   config.model.upsample, config.model.downsample = "transpose", "native"
