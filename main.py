@@ -33,6 +33,7 @@ Examples:
 import json
 import logging as std_logging
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -112,9 +113,11 @@ def run_mode(mode, config, workdir):
   images = int_list("images", FLAGS.images)
   if mode == "train":
     configuration.validate(config)
-    train.train_and_evaluate(config, workdir, FLAGS.allow_config_change)
-    print(f"trained into {workdir}; next: python main.py --mode=traverse "
-          f"--workdir={workdir}")
+    state = train.train_and_evaluate(config, workdir,
+                                     FLAGS.allow_config_change)
+    if int(state.step) >= config.num_train_steps:  # not stopped by a signal
+      print(f"trained into {workdir}; next: python main.py --mode=traverse "
+            f"--workdir={shlex.quote(workdir)}")
     return []
   if mode == "traverse":
     return analysis.traverse(workdir, radius=FLAGS.radius, steps=FLAGS.steps,
@@ -200,11 +203,17 @@ def quiet_missing_cuda():
 
 
 def parse_flags(argv):
-  """absl's parser, with a one-line message and exit code 2 on bad flags."""
+  """absl's parser, with a one-line message and exit code 2 on bad flags;
+  --help and --helpfull print the flags and exit 0."""
   try:
     return FLAGS(argv)
   except CONFIG_ERRORS as e:
     config_error(e)
+  except SystemExit as e:  # absl exits 1 after printing help
+    if any(a in ("--help", "-h", "--helpfull", "-?", "--helpshort")
+           for a in argv[1:]):
+      sys.exit(0)
+    raise
 
 
 if __name__ == "__main__":

@@ -27,18 +27,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
 from vlae_jax import convolutions, flops, input_pipeline  # pylint: disable=g-import-not-at-top
-
-
-def matmul_peak(size=2048, repeats=5):
-  a = jnp.ones((size, size), jnp.float32)
-  fn = jax.jit(lambda x: x @ x)
-  fn(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = fn(a)
-  out.block_until_ready()
-  return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def layer_step(layer, form, batch, input_grad):

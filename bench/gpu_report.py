@@ -35,6 +35,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import compile_with_cost, matmul_peak  # pylint: disable=g-import-not-at-top
 from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
 
 # Vendor dense (no sparsity) peaks in FLOP/s: float32 via TF32 tensor cores
@@ -68,26 +70,6 @@ def parse_args(argv=None):
   return args
 
 
-def matmul_peak(dtype, size, seconds=1.0):
-  """Median FLOP/s of a dense ``size x size`` matmul over 3 timed windows."""
-  import jax
-  import jax.numpy as jnp
-  a = jnp.ones((size, size), dtype)
-  fn = jax.jit(lambda x: x @ x)
-  fn(a).block_until_ready()
-  start = time.perf_counter()
-  fn(a).block_until_ready()
-  repeats = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
-  rates = []
-  for _ in range(3):
-    start = time.perf_counter()
-    for _ in range(repeats):
-      out = fn(a)
-    out.block_until_ready()
-    rates.append(2.0 * size**3 * repeats / (time.perf_counter() - start))
-  return statistics.median(rates)
-
-
 def load_config(name, dtype):
   import importlib
   config = importlib.import_module(f"configs.{name}").get_config()
@@ -113,12 +95,7 @@ def throughput(config, steps, windows):
   batch = jax.device_put(synthetic_batch(config, shape, 0))
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  xla_flops = float((cost or {}).get("flops", float("nan")))
+  compiled, compile_seconds, xla_flops = compile_with_cost(step, state, batch)
   state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
   rates = []

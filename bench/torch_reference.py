@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
 from vlae_jax import flops, input_pipeline, models, train  # pylint: disable=g-import-not-at-top
 
 
@@ -192,14 +194,7 @@ def jax_parameter_count(config, image_shape):
 
 
 def peaks(size=2048, repeats=5):
-  a = jnp.ones((size, size), jnp.float32)
-  fn = jax.jit(lambda x: x @ x)
-  fn(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = fn(a)
-  out.block_until_ready()
-  jax_peak = 2 * size**3 * repeats / (time.perf_counter() - start)
+  jax_peak = matmul_peak("float32", size)
   t = torch.ones(size, size)
   t @ t
   start = time.perf_counter()

@@ -25,18 +25,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import compile_with_cost, matmul_peak  # pylint: disable=g-import-not-at-top
 from vlae_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
-
-
-def matmul_peak(size=2048, repeats=5):
-  a = jnp.ones((size, size), jnp.float32)
-  fn = jax.jit(lambda x: x @ x)
-  fn(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = fn(a)
-  out.block_until_ready()
-  return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def memory_limit():
@@ -85,12 +76,7 @@ def measure(config, steps):
            "label": np.zeros((config.batch_size,), np.int32)}
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  compiled, compile_seconds, flops = compile_with_cost(step, state, batch)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   start = time.perf_counter()

@@ -24,7 +24,7 @@ def _check(module, reference, x, atol):
 
 
 @pytest.mark.parametrize("form", convolutions.CONV_FORMS)
-@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (3, 4, 4, 16), (1, 2, 2, 5)])
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 2, 2, 5)])
 def test_conv_forms_equal_nn_conv(form, shape):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   _check(models.DownConv(7, form=form),
@@ -32,7 +32,7 @@ def test_conv_forms_equal_nn_conv(form, shape):
 
 
 @pytest.mark.parametrize("form", ("transpose",) + convolutions.CONV_TRANSPOSE_FORMS)
-@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (3, 4, 4, 16), (1, 1, 1, 5)])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 5)])
 def test_conv_transpose_forms_equal_nn_conv_transpose(form, shape):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   _check(models.UpConv(6, form=form),

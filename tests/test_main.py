@@ -80,7 +80,9 @@ def test_rerun_resumes_and_finishes_at_once(trained):
   workdir, _ = trained
   result = run_main(f"--workdir={workdir}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "step " not in result.stdout  # nothing left to train
+  assert "resuming from step 12" in result.stdout
+  # nothing left to train: no progress line
+  assert not any(l.startswith("step ") for l in result.stdout.splitlines())
 
 
 @pytest.mark.parametrize("args,message", [
@@ -112,7 +114,8 @@ def test_analysis_without_a_checkpoint_fails_cleanly(tmp_path):
   assert "Traceback" not in result.stderr
 
 
-def test_help_documents_the_modes():
-  result = run_main("--help")  # absl exits 1 after printing help
+def test_help_documents_the_modes_and_exits_0():
+  result = run_main("--help")
+  assert result.returncode == 0, result.stderr[-2000:]
   for word in ("train", "traverse", "--workdir", "--config"):
     assert word in result.stdout

@@ -68,6 +68,7 @@ def test_sigint_saves_the_current_step_and_exits_0(tmp_path):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, out[-2000:]
   assert "SIGINT: saved step" in out and "run the same command" in out
+  assert "trained into" not in out  # it stopped early
   saved = int(out.split("SIGINT: saved step ")[1].split()[0])
   assert (workdir / "checkpoints" / str(saved)).is_dir()
   step, _ = final_params(workdir)
@@ -229,3 +230,54 @@ def test_a_different_model_in_the_workdir_is_refused_on_the_cli(tmp_path):
   assert "different config (model.latent_dims: [2, 2, 2] -> [3, 2, 2])" in \
       result.stderr
   assert {p: p.stat().st_mtime for p in workdir.rglob("*")} == before
+
+
+def test_a_second_trainer_on_one_workdir_is_refused(tmp_path):
+  workdir = tmp_path / "w"
+  first = popen_main(f"--workdir={workdir}", *TINY,
+                     "--config.num_train_steps=1000000",
+                     "--config.checkpoint_every=1000000",
+                     "--config.eval_every=1000000",
+                     "--config.image_every=1000000")
+  for line in first.stdout:
+    if line.startswith("step "):
+      break
+  second = run_main(f"--workdir={workdir}", *TINY,
+                    "--config.num_train_steps=1000000",
+                    "--config.checkpoint_every=1000000",
+                    "--config.eval_every=1000000",
+                    "--config.image_every=1000000")
+  assert second.returncode == 2, second.stderr[-2000:]
+  assert "Traceback" not in second.stderr
+  assert f"is being trained by pid {first.pid} on" in second.stderr
+  assert len(second.stderr.strip().splitlines()) == 1
+  # A lock left by a killed trainer never blocks the rerun.
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  assert (workdir / ".lock").exists()
+  rerun = run_main(f"--workdir={workdir}", *TINY)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+def test_a_failed_first_run_does_not_poison_the_workdir(tmp_path):
+  workdir = tmp_path / "w"
+  # Non-finite numbers are refused before anything is written.
+  bad = run_main(f"--workdir={workdir}", *TINY, "--config.learning_rate=nan")
+  assert bad.returncode == 2 and "learning_rate must be a positive finite " \
+      "number, got nan" in bad.stderr
+  assert not workdir.exists()
+  # A first run that wrote config.json but no checkpoint (e.g. killed at
+  # start-up) leaves nothing to protect: the corrected rerun takes its config.
+  workdir.mkdir()
+  (workdir / "config.json").write_text('{"batch_size": 5000, "seed": 3}')
+  rerun = run_main(f"--workdir={workdir}", *TINY)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert '"batch_size": 16' in (workdir / "config.json").read_text()
+
+
+def test_next_command_is_shell_quoted(tmp_path):
+  workdir = tmp_path / "my run"
+  result = run_main(f"--workdir={workdir}", *TINY, "--config.num_train_steps=4",
+                    "--config.checkpoint_every=4")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"--workdir='{workdir}'" in result.stdout

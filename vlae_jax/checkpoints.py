@@ -82,10 +82,21 @@ def config_differences(saved: dict, new: dict, prefix: str = ""):
   return diffs
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether the workdir holds a finished checkpoint step folder."""
+  folder = checkpoint_dir(workdir)
+  return os.path.isdir(folder) and any(
+      name.isdigit() for name in os.listdir(folder))
+
+
 def check_config(workdir: str, config, allow_config_change: bool = False):
-  """Refuses a model-changing edit of an existing run (writes nothing)."""
+  """Refuses a model-changing edit of an existing run (writes nothing).
+
+  A workdir without a checkpoint (a first run that failed before saving,
+  e.g. out of memory) holds nothing to protect: it takes the new config.
+  """
   path = config_path(workdir)
-  if os.path.exists(path):
+  if os.path.exists(path) and has_checkpoint(workdir):
     with open(path) as f:
       saved = json.load(f)
     diffs = config_differences(saved, json.loads(config_to_json(config)))
@@ -105,6 +116,47 @@ def write_config(workdir: str, config, allow_config_change: bool = False):
   with open(tmp, "w") as f:
     f.write(config_to_json(config))
   os.replace(tmp, path)
+
+
+class TrainerLock:
+  """One trainer per workdir: an exclusive ``flock`` on ``<workdir>/.lock``.
+
+  The kernel drops the lock when its process ends, however it ends (even
+  SIGKILL), so a stale lock file never blocks a rerun; the file holds the
+  holder's pid and host for the refusal message.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, ".lock")
+    self._file = None
+
+  def __enter__(self):
+    import fcntl
+    import socket
+    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+    handle = open(self.path, "a+")
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      handle.seek(0)
+      holder = handle.read().strip() or "another process"
+      handle.close()
+      raise WorkdirError(
+          f"workdir {os.path.dirname(self.path)!r} is being trained by "
+          f"{holder}; wait for it, stop it, or use another --workdir.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    self._file = handle
+    return self
+
+  def __exit__(self, *exc):
+    import fcntl
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
 
 
 def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:

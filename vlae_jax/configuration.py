@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from vlae_jax import input_pipeline, models
 from vlae_jax.discrepancy import ESTIMATORS, KERNELS
 from vlae_jax.train import RECONSTRUCTIONS
@@ -19,9 +21,11 @@ def _choice(name, value, choices):
 
 def _positive(name, value, integer=False):
   kind = int if integer else (int, float)
-  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+  if isinstance(value, bool) or not isinstance(value, kind) or \
+      not math.isfinite(value) or value <= 0:
     raise ConfigError(f"--config.{name} must be a positive "
-                      f"{'integer' if integer else 'number'}, got {value!r}.")
+                      f"{'integer' if integer else 'finite number'}, got "
+                      f"{value!r}.")
 
 
 def validate(config):
@@ -45,7 +49,9 @@ def validate(config):
     value = config.learning_rate if name == "learning_rate" else \
         config.loss.rec_weight
     _positive(name, value)
-  if config.loss.mmd_weight < 0:
+  if not isinstance(config.loss.mmd_weight, (int, float)) or isinstance(
+      config.loss.mmd_weight, bool) or not math.isfinite(
+          config.loss.mmd_weight) or config.loss.mmd_weight < 0:
     raise ConfigError(f"--config.loss.mmd_weight must be >= 0, got "
                       f"{config.loss.mmd_weight!r}.")
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",

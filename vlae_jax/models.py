@@ -69,6 +69,16 @@ def rung_shapes(image_shape: Shape, rung_kinds: Sequence[str],
   return shapes
 
 
+def _kernel_and_bias(module: nn.Module, in_features: int):
+  """``kernel [4, 4, in, features]`` and ``bias [features]``, float32, with
+  the names and initialisers of ``nn.Conv`` / ``nn.ConvTranspose``."""
+  kernel = module.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, in_features, module.features), jnp.float32)
+  bias = module.param("bias", nn.initializers.zeros, (module.features,),
+                      jnp.float32)
+  return kernel, bias
+
+
 class DownConv(nn.Module):
   """``nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")``: the same
   parameters (``kernel [4, 4, in, out]``, ``bias [out]``, the same
@@ -82,10 +92,7 @@ class DownConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (4, 4, x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,),
-                      jnp.float32)
+    kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = self.form
     if form == "auto":
       form = convolutions.choose_conv_form(x.shape, self.features)
@@ -107,10 +114,7 @@ class UpConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (4, 4, x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,),
-                      jnp.float32)
+    kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = "native" if self.form == "transpose" else self.form
     if form == "auto":
       form = convolutions.choose_conv_transpose_form(x.shape, self.features)

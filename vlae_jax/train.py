@@ -250,101 +250,106 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   checkpoints.check_config(workdir, config, allow_config_change)
   train_data = input_pipeline.load_split(config, "train")
   test_data = input_pipeline.load_split(config, "test")
-  checkpoints.write_config(workdir, config, allow_config_change)
-  model = create_model(config, train_data.images.shape[1:])
-  state = create_train_state(config, model)
-  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-  restored = checkpoints.restore_latest(manager, state, set_aside=True)
-  if restored is not None:
-    state = restored
-    logging.info("resumed from step %d", int(state.step))
-  start = int(state.step)
-  if start >= config.num_train_steps:
-    logging.info("already trained for %d steps (num_train_steps=%d)", start,
-                 config.num_train_steps)
-    manager.close()
-    return state
+  # One trainer per workdir; the lock goes with the process, however it ends.
+  with checkpoints.TrainerLock(workdir):
+    checkpoints.write_config(workdir, config, allow_config_change)
+    model = create_model(config, train_data.images.shape[1:])
+    state = create_train_state(config, model)
+    manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+    restored = checkpoints.restore_latest(manager, state, set_aside=True)
+    if restored is not None:
+      state = restored
+      print(f"resuming from step {int(state.step)} "
+            f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
+    start = int(state.step)
+    if start >= config.num_train_steps:
+      logging.info("already trained for %d steps (num_train_steps=%d)", start,
+                   config.num_train_steps)
+      manager.close()
+      return state
 
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.batch_size, mesh)
-  state = jax.device_put(state, parallel.replicated(mesh))
-  step_fn = make_train_step(config, model, mesh)
-  eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
-  writer = reporting.Writer(workdir)
-  stream = parallel.prefetch_to_device(input_pipeline.train_stream(
-      train_data, config.batch_size, config.seed, start_step=start,
-      shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
-  eval_key = jax.random.PRNGKey(config.seed + 1)
-  pending: List[Dict[str, jax.Array]] = []
-  last_saved = start if restored is not None else None
-  timer_step, timer = start, time.perf_counter()
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    state = jax.device_put(state, parallel.replicated(mesh))
+    step_fn = make_train_step(config, model, mesh)
+    eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
+    writer = reporting.Writer(workdir)
+    stream = parallel.prefetch_to_device(input_pipeline.train_stream(
+        train_data, config.batch_size, config.seed, start_step=start,
+        shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
+    eval_key = jax.random.PRNGKey(config.seed + 1)
+    pending: List[Dict[str, jax.Array]] = []
+    last_saved = start if restored is not None else None
+    timer_step, timer = start, time.perf_counter()
 
-  def flush_metrics(step):
-    nonlocal timer_step, timer
-    if not pending:
-      return
-    fetched = jax.device_get(pending)
-    pending.clear()
-    for offset, m in enumerate(fetched):
-      if not m["finite"] and not config.get("skip_nonfinite", False):
-        bad = step - len(fetched) + offset + 1
-        raise NonFiniteError(
-            f"non-finite loss or gradient at step {bad} (loss={m['loss']}, "
-            f"reconstruction={m['reconstruction']}, mmd={list(m['mmd'])}); "
-            f"last good checkpoint: "
-            f"{'step %d' % last_saved if last_saved else 'none yet'}. "
-            "Lower the learning "
-            "rate or set --config.skip_nonfinite=True to skip such updates.")
-    mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
-    now = time.perf_counter()
-    rate = (step - timer_step) / max(now - timer, 1e-9)
-    timer_step, timer = step, now
-    mean["steps_per_second"] = rate
-    writer.scalars(step, mean)
-    mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
-    print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
-          f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
-          f"{rate:.2f} steps/s  ETA "
-          f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
-          flush=True)
+    def flush_metrics(step):
+      nonlocal timer_step, timer
+      if not pending:
+        return
+      fetched = jax.device_get(pending)
+      pending.clear()
+      for offset, m in enumerate(fetched):
+        if not m["finite"] and not config.get("skip_nonfinite", False):
+          bad = step - len(fetched) + offset + 1
+          raise NonFiniteError(
+              f"non-finite loss or gradient at step {bad} "
+              f"(loss={float(m['loss'])}, "
+              f"reconstruction={float(m['reconstruction'])}, "
+              f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); "
+              f"last good checkpoint: "
+              f"{'step %d' % last_saved if last_saved else 'none yet'}. "
+              "Lower the learning "
+              "rate or set --config.skip_nonfinite=True to skip such updates.")
+      mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+      now = time.perf_counter()
+      rate = (step - timer_step) / max(now - timer, 1e-9)
+      timer_step, timer = step, now
+      mean["steps_per_second"] = rate
+      writer.scalars(step, mean)
+      mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
+      print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
+            f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
+            f"{rate:.2f} steps/s  ETA "
+            f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
+            flush=True)
 
-  def save(step):
-    nonlocal last_saved
-    flush_metrics(step)  # never save a state whose steps were not finite
-    manager.save(step, args=checkpoints.ocp.args.StandardSave(state))
-    last_saved = step
+    def save(step):
+      nonlocal last_saved
+      flush_metrics(step)  # never save a state whose steps were not finite
+      manager.save(step, args=checkpoints.ocp.args.StandardSave(state))
+      last_saved = step
 
-  step = start
-  try:
-    with _StopRequest() as stop:
-      for step in range(start + 1, config.num_train_steps + 1):
-        batch = next(stream)
-        state, metrics = step_fn(state, batch)
-        pending.append(metrics)
-        if step % config.log_every == 0:
-          flush_metrics(step)
-        if step % config.eval_every == 0 or step == config.num_train_steps:
-          result = evaluate_loss(state, eval_fn, test_data, config, eval_key)
-          writer.scalars(step, {"test_reconstruction": result["reconstruction"],
-                                "test_mmd": np.array(result["mmd"])})
-          print(f"step {step}: test reconstruction "
-                f"{result['reconstruction']:.4f}  test mmd "
-                f"{[round(v, 5) for v in result['mmd']]}", flush=True)
-        if step % config.image_every == 0:
-          writer.images(step, reporting.sample_and_reconstruction_grids(
-              model, state, test_data, jax.random.fold_in(eval_key, step)))
-        if step % config.checkpoint_every == 0 or step == config.num_train_steps:
-          save(step)
-        if stop.signal_name:
-          if last_saved != step:
+    step = start
+    try:
+      with _StopRequest() as stop:
+        for step in range(start + 1, config.num_train_steps + 1):
+          batch = next(stream)
+          state, metrics = step_fn(state, batch)
+          pending.append(metrics)
+          if step % config.log_every == 0:
+            flush_metrics(step)
+          if step % config.eval_every == 0 or step == config.num_train_steps:
+            result = evaluate_loss(state, eval_fn, test_data, config, eval_key)
+            writer.scalars(step, {"test_reconstruction": result["reconstruction"],
+                                  "test_mmd": np.array(result["mmd"])})
+            print(f"step {step}: test reconstruction "
+                  f"{result['reconstruction']:.4f}  test mmd "
+                  f"{[round(v, 5) for v in result['mmd']]}", flush=True)
+          if step % config.image_every == 0:
+            writer.images(step, reporting.sample_and_reconstruction_grids(
+                model, state, test_data, jax.random.fold_in(eval_key, step)))
+          if step % config.checkpoint_every == 0 or step == config.num_train_steps:
             save(step)
-          print(f"{stop.signal_name}: saved step {step} to "
-                f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
-                "again to resume.", flush=True)
-          break
-      flush_metrics(step)
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-  return state
+          if stop.signal_name:
+            if last_saved != step:
+              save(step)
+            print(f"{stop.signal_name}: saved step {step} to "
+                  f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
+                  "again to resume.", flush=True)
+            break
+        flush_metrics(step)
+    finally:
+      manager.wait_until_finished()
+      manager.close()
+      writer.close()
+    return state

@@ -1,0 +1,36 @@
+"""Helpers shared by the benchmark scripts (not part of the library)."""
+
+import statistics
+import time
+
+
+def matmul_peak(dtype="float32", size=2048, seconds=1.0, windows=3):
+  """Median FLOP/s of a jitted dense ``size x size`` matmul in this process,
+  over ``windows`` timed windows of about ``seconds`` each: the denominator
+  of MFU, measured beside the thing it divides (the machine's rate drifts)."""
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((size, size), dtype)
+  fn = jax.jit(lambda x: x @ x)
+  fn(a).block_until_ready()
+  start = time.perf_counter()
+  fn(a).block_until_ready()
+  repeats = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
+  rates = []
+  for _ in range(windows):
+    start = time.perf_counter()
+    for _ in range(repeats):
+      out = fn(a)
+    out.block_until_ready()
+    rates.append(2.0 * size**3 * repeats / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def compile_with_cost(jitted, *args):
+  """``(compiled, seconds to compile, XLA's FLOP count or nan)``."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  seconds = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return compiled, seconds, float((cost or {}).get("flops", float("nan")))
