@@ -36,6 +36,12 @@ import os
 import shlex
 import sys
 
+# Ctrl-C during start-up is recorded, not raised: a KeyboardInterrupt raised
+# inside JAX's C++ start-up aborts the process, and some imports swallow it.
+# The flag is checked at safe points (runtime.raise_if_interrupted).
+from vlae_jax import runtime  # noqa: E402  (imports no JAX)
+runtime.record_interrupts()
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -149,6 +155,7 @@ def run_mode(mode, config, workdir):
 
 
 def main(argv):
+  runtime.raise_if_interrupted()
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
   if FLAGS.mode not in MODES:
@@ -158,7 +165,6 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   # Before JAX starts: determinism flags, and no up-front grab of 75% of the
   # GPU's memory by anything but the trainer.
-  from vlae_jax import runtime
   runtime.configure_jax(
       deterministic=deterministic_setting(FLAGS.mode, config, workdir),
       preallocate=FLAGS.mode == "train")
@@ -168,6 +174,11 @@ def main(argv):
     runtime.initialize_distributed(FLAGS.distributed)
   except runtime.RuntimeSetupError as e:
     fail(str(e))
+  import jax
+  jax.devices()  # JAX's C++ start-up done: Ctrl-C may raise from here on
+  runtime.raise_if_interrupted()
+  if FLAGS.mode != "train":  # the trainer checks at its own safe points
+    runtime.interrupts_raise()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
   from vlae_jax.checkpoints import WorkdirError
@@ -216,5 +227,17 @@ def parse_flags(argv):
     raise
 
 
+def main_interruptible(argv):
+  """``main``, with Ctrl-C outside the training loop (start-up, data
+  loading, compiling, an analysis mode) a one-line exit 130; inside the loop
+  the trainer saves the current step and exits 0 itself."""
+  try:
+    main(argv)
+  except KeyboardInterrupt:
+    fail("interrupted (Ctrl-C) before training started or outside the "
+         "training loop; nothing was saved. Run the same command again.",
+         code=130)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main_interruptible, flags_parser=parse_flags)

@@ -195,3 +195,11 @@ def test_parallel_decode_equals_serial_and_reports_progress(capsys):
   assert any("images/s, ETA" in l and "/161 (" in l for l in progress), out
   assert any("161 images in" in l and "2 workers" in l for l in progress), out
   assert "skipping unreadable CelebA image" in out and "missing.jpg" in out
+
+
+def test_tfds_can_load_what_it_needs_to_prepare_a_data_set():
+  """A fresh install crashed in download_and_prepare with
+  ModuleNotFoundError: importlib_resources (a lazy import TFDS does not
+  declare); requirements.txt now installs it."""
+  from tensorflow_datasets.core import dataset_builder
+  assert callable(dataset_builder.importlib_resources.files)

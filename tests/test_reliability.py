@@ -281,3 +281,22 @@ def test_next_command_is_shell_quoted(tmp_path):
                     "--config.checkpoint_every=4")
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"--workdir='{workdir}'" in result.stdout
+
+
+def test_ctrl_c_at_any_moment_stops_promptly_and_cleanly(tmp_path):
+  for i, delay in enumerate((0.3, 1.5, 4.0, 8.0)):
+    workdir = tmp_path / f"w{i}"
+    proc = popen_main(f"--workdir={workdir}", *TINY,
+                      "--config.num_train_steps=1000000",
+                      "--config.checkpoint_every=1000000",
+                      "--config.eval_every=1000000",
+                      "--config.image_every=1000000")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out, (delay, out[-2000:])
+    if proc.returncode == 0:  # inside the loop: saved and said so
+      assert "SIGINT: saved step" in out, (delay, out[-2000:])
+    else:
+      assert proc.returncode == 130, (delay, proc.returncode, out[-2000:])
+      assert "interrupted (Ctrl-C)" in out

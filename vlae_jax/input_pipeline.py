@@ -221,6 +221,7 @@ class Progress:
     self.start = self._last = time.perf_counter()
 
   def update(self, count: int):
+    runtime.raise_if_interrupted()  # Ctrl-C during a long first decode
     self.done += count
     now = time.perf_counter()
     if now - self._last >= self.interval and self.done < self.total:

@@ -14,6 +14,8 @@ can call it first:
   SLURM job id alone: an ``salloc`` shell is one process).
 - ``import_tensorflow()`` / ``import_tfds()``: the only way vlae_jax imports
   TensorFlow, which feeds data and must never take the GPU from JAX.
+- ``record_interrupts()`` / ``raise_if_interrupted()``: Ctrl-C during
+  start-up recorded and acted on at safe points.
 """
 
 from __future__ import annotations
@@ -168,6 +170,40 @@ def initialize_distributed(setting: str = "auto",
         "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or "
         "run with --distributed=off for one process.") from None
   return True
+
+
+_INTERRUPTS = []
+
+
+def _record_interrupt(signum, frame):
+  del frame
+  _INTERRUPTS.append(signum)
+
+
+def record_interrupts():
+  """SIGINT (Ctrl-C) sets a flag instead of raising, until
+  ``interrupts_raise``: raised inside JAX's C++ start-up, KeyboardInterrupt
+  aborts the process, and some library imports swallow it. Code polls
+  ``raise_if_interrupted`` at safe points."""
+  import signal
+  signal.signal(signal.SIGINT, _record_interrupt)
+
+
+def interrupted() -> bool:
+  """Whether a Ctrl-C was recorded."""
+  return bool(_INTERRUPTS)
+
+
+def raise_if_interrupted():
+  """KeyboardInterrupt if a Ctrl-C was recorded (a safe point)."""
+  if _INTERRUPTS:
+    raise KeyboardInterrupt
+
+
+def interrupts_raise():
+  """Back to Python's default: Ctrl-C raises KeyboardInterrupt at once."""
+  import signal
+  signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def import_tensorflow():

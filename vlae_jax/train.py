@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from vlae_jax import checkpoints, input_pipeline, models, parallel
+from vlae_jax import checkpoints, input_pipeline, models, parallel, runtime
 from vlae_jax.discrepancy import mmd
 
 RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
@@ -211,6 +211,8 @@ class _StopRequest:
     self._previous = {}
 
   def __enter__(self):
+    if runtime.interrupted():  # Ctrl-C during start-up: stop at the first check
+      self.signal_name = "SIGINT"
     for sig in (signal.SIGINT, signal.SIGTERM):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -250,6 +252,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   checkpoints.check_config(workdir, config, allow_config_change)
   train_data = input_pipeline.load_split(config, "train")
   test_data = input_pipeline.load_split(config, "test")
+  runtime.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
   with checkpoints.TrainerLock(workdir):
     checkpoints.write_config(workdir, config, allow_config_change)
