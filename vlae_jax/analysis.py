@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlae_jax import checkpoints, plotting, train
+from vlae_jax import checkpoints, experiment, plotting
 
 
 class AnalysisError(ValueError):
@@ -34,8 +34,8 @@ def load_experiment(workdir: str):
   Raises ``WorkdirError`` (one line, with the fix) when there is none.
   """
   config = checkpoints.load_config(workdir)
-  model = train.create_model(config)
-  abstract = jax.eval_shape(lambda: train.create_train_state(config, model))
+  model = experiment.create_model(config)
+  abstract = jax.eval_shape(lambda: experiment.create_train_state(config, model))
   if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
     raise checkpoints.WorkdirError(
         f"workdir {workdir!r} has no checkpoint; train first with "

@@ -1,4 +1,4 @@
-"""TrainState, the MMD-VLAE loss, jit-compiled train/eval steps, the train loop.
+"""The MMD-VLAE loss, jit-compiled train/eval steps, the train loop.
 
 loss = rec_weight * reconstruction
        + sum_l mmd_weight * MMD^2(posterior samples of rung l, N(0, I) draws)
@@ -15,54 +15,20 @@ import signal
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
 
-from vlae_jax import checkpoints, input_pipeline, models, parallel, runtime
+from vlae_jax import checkpoints, input_pipeline, parallel, runtime
 from vlae_jax.discrepancy import mmd
+# The state and model builders live below both this loop and the analysis
+# modes (no import circle); re-exported here for existing callers.
+from vlae_jax.experiment import (TrainState, create_model,  # noqa: F401
+                                 create_train_state, make_optimizer)
 
 RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a step reads and writes; a pytree, saved whole by Orbax."""
-
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  rng: jax.Array                  # base key; step s uses fold_in(rng, s)
-  skipped_updates: jax.Array      # non-finite updates skipped so far
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate)
-
-
-def create_model(config, image_shape=None) -> models.VLAE:
-  shape = image_shape or input_pipeline.image_shape(config)
-  return models.model_from_config(config.model, shape, config.dtype)
-
-
-def create_train_state(config, model: models.VLAE) -> TrainState:
-  """Initial state from ``config.seed`` (params, batch stats, Adam moments)."""
-  init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  dummy = jnp.zeros((2,) + tuple(model.image_shape), jnp.float32)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      {"params": init_key, "noise": init_key}, dummy)
-  params = variables["params"]
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=variables.get("batch_stats", {}),
-      opt_state=make_optimizer(config).init(params),
-      rng=state_key,
-      skipped_updates=jnp.zeros((), jnp.int32))
 
 
 def reconstruction_loss(kind: str, logits: jax.Array, images: jax.Array

@@ -1,0 +1,54 @@
+"""What a run is made of: the model and the TrainState built from a config.
+
+Below both the training loop (train.py) and the analysis modes
+(analysis.py), so neither imports the other to build a model or a state.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vlae_jax import input_pipeline, models
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; a pytree, saved whole by Orbax."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array                  # base key; step s uses fold_in(rng, s)
+  skipped_updates: jax.Array      # non-finite updates skipped so far
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate)
+
+
+def create_model(config, image_shape=None) -> models.VLAE:
+  shape = image_shape or input_pipeline.image_shape(config)
+  return models.model_from_config(config.model, shape, config.dtype)
+
+
+def create_train_state(config, model: models.VLAE) -> TrainState:
+  """Initial state from ``config.seed`` (params, batch stats, Adam moments)."""
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  dummy = jnp.zeros((2,) + tuple(model.image_shape), jnp.float32)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      {"params": init_key, "noise": init_key}, dummy)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=make_optimizer(config).init(params),
+      rng=state_key,
+      skipped_updates=jnp.zeros((), jnp.int32))
