@@ -106,7 +106,16 @@ def test_celeba_reader_on_a_small_official_layout(tmp_path):
     input_pipeline.read_celeba_folder(str(root), "test", 16)  # only the bad one
 
 
-def test_tfds_mnist_route_under_mock_data(tmp_path):
+@pytest.fixture
+def mocked_download(monkeypatch):
+  """mock_data fakes TFDS's download and preparation; the project's offline
+  probe of the download hosts would test this machine's network instead
+  (tests/test_faults.py tests it, and TFDS's real builder, for real)."""
+  monkeypatch.setattr(input_pipeline, "unreachable_download_hosts",
+                      lambda urls, timeout=5.0: [])
+
+
+def test_tfds_mnist_route_under_mock_data(tmp_path, mocked_download):
   config = tiny_config(dataset="mnist", data_dir="")
   with tfds.testing.mock_data(num_examples=24):
     split = input_pipeline.read_split(config, "train")
@@ -114,7 +123,7 @@ def test_tfds_mnist_route_under_mock_data(tmp_path):
   assert split.images.dtype == np.uint8 and split.labels.shape == (24,)
 
 
-def test_tfds_celeba_route_under_mock_data(tmp_path):
+def test_tfds_celeba_route_under_mock_data(tmp_path, mocked_download):
   config = tiny_config(dataset="celeba", data_dir="", image_size=32)
   with tfds.testing.mock_data(num_examples=6):
     split = input_pipeline.read_split(config, "test")
@@ -123,7 +132,7 @@ def test_tfds_celeba_route_under_mock_data(tmp_path):
   assert "Smiling" in split.label_names
 
 
-def test_cache_is_written_once_and_read_back(tmp_path):
+def test_cache_is_written_once_and_read_back(tmp_path, mocked_download):
   config = tiny_config(tmp_path, dataset="mnist", data_dir="")
   with tfds.testing.mock_data(num_examples=10):
     first = input_pipeline.load_split(config, "test")

@@ -35,7 +35,11 @@ def trained(tmp_path_factory):
 def test_train_writes_config_checkpoints_events_and_progress(trained):
   workdir, result = trained
   assert (workdir / "config.json").exists()
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "6"]
+  # The two Orbax steps, and their checksum manifests.
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "6",
+                                                         "manifests"]
+  assert sorted(os.listdir(workdir / "checkpoints" / "manifests")) == [
+      "12.json", "6.json"]
   assert any(n.startswith("events") for n in os.listdir(workdir / "tb"))
   assert "step 12/12" in result.stdout and "steps/s" in result.stdout
   assert "ETA" in result.stdout and "test reconstruction" in result.stdout
@@ -80,7 +84,8 @@ def test_rerun_resumes_and_finishes_at_once(trained):
   workdir, _ = trained
   result = run_main(f"--workdir={workdir}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "resuming from step 12" in result.stdout
+  assert "already trained for 12 steps (num_train_steps=12); nothing to do" \
+      in result.stdout
   # nothing left to train: no progress line
   assert not any(l.startswith("step ") for l in result.stdout.splitlines())
 

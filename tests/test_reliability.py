@@ -106,7 +106,7 @@ def test_broken_newest_checkpoint_is_skipped_and_kept(tmp_path, capsys):
     capsys.readouterr()
     resumed = train.train_and_evaluate(config, str(workdir))
     out = capsys.readouterr().out
-    assert f"skipping unreadable checkpoint {newest}" in out
+    assert f"skipping damaged checkpoint {newest}" in out
     assert int(resumed.step) == 10
     # Resumed from step 5 and retrained to 10: the same parameters.
     jax.tree_util.tree_map(np.testing.assert_array_equal,
@@ -124,7 +124,7 @@ def test_non_finite_loss_stops_with_the_step_and_terms(tmp_path):
   message = result.stderr.strip().splitlines()[-1]
   assert "non-finite loss or gradient at step" in message
   assert "reconstruction=" in message and "mmd=" in message
-  assert "last good checkpoint" in message
+  assert "newest checkpoint (checksummed when saved)" in message
   # No checkpoint holds a non-finite state.
   for step in os.listdir(workdir / "checkpoints") if (
       workdir / "checkpoints").exists() else []:

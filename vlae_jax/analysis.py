@@ -1,7 +1,7 @@
 """What each rung learned: traversals, samples, reconstructions.
 
 Everything here reads a trained workdir (``config.json`` + newest checkpoint)
-and writes PNG/GIF files under ``<workdir>/figures/``.
+and writes PNG/GIF files under ``<workdir>/figures/`` (or ``out_dir``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ def variables_of(state) -> Dict:
   return variables
 
 
+def figures_dir(workdir: str) -> str:
+  """Where the figure modes write unless given ``out_dir``."""
+  return os.path.join(workdir, "figures")
+
+
 def load_experiment(workdir: str):
   """``(config, model, state)`` of a workdir's newest valid checkpoint.
 
@@ -40,7 +45,8 @@ def load_experiment(workdir: str):
     raise checkpoints.WorkdirError(
         f"workdir {workdir!r} has no checkpoint; train first with "
         f"`python main.py --workdir={workdir}`.")
-  manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
+                                     read_only=True)
   try:
     state = checkpoints.restore_latest(manager, abstract)
   finally:
@@ -152,7 +158,8 @@ def check_rung(model, rung: Optional[int]):
 
 def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
              gif: bool = False, rungs: Optional[Sequence[int]] = None,
-             dims: Optional[Sequence[int]] = None) -> List[str]:
+             dims: Optional[Sequence[int]] = None,
+             out_dir: Optional[str] = None) -> List[str]:
   """The paper's Fig. 2/3 and more, per rung; returns the files written.
 
   For each rung l, under ``<workdir>/figures/``:
@@ -182,7 +189,7 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   variables = variables_of(state)
   key = jax.random.PRNGKey(seed)
   base = prior_codes(model, key, 1)
-  figures = os.path.join(workdir, "figures")
+  figures = out_dir or figures_dir(workdir)
   written = []
   for rung in rungs:
     codes, rows = sweep_codes(base, rung, radius, steps)
@@ -214,8 +221,8 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   return written
 
 
-def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0
-           ) -> List[str]:
+def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0,
+           out_dir: Optional[str] = None) -> List[str]:
   """``figures/samples.png``: a rows x cols grid decoded from prior draws."""
   _, model, state = load_experiment(workdir)
   if rows < 1 or cols < 1:
@@ -223,12 +230,12 @@ def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0
   codes = prior_codes(model, jax.random.PRNGKey(seed), rows * cols)
   images = decode_images(model, variables_of(state), codes)
   return [plotting.save_png(
-      os.path.join(workdir, "figures", "samples.png"),
+      os.path.join(out_dir or figures_dir(workdir), "samples.png"),
       plotting.image_grid(images.reshape((rows, cols) + images.shape[1:])))]
 
 
-def reconstruct_figure(workdir: str, count: int = 16, start: int = 0
-                       ) -> List[str]:
+def reconstruct_figure(workdir: str, count: int = 16, start: int = 0,
+                       out_dir: Optional[str] = None) -> List[str]:
   """``figures/reconstructions.png``: test images (top) over reconstructions.
 
   The images are ``count`` consecutive test images from index ``start``,
@@ -243,7 +250,7 @@ def reconstruct_figure(workdir: str, count: int = 16, start: int = 0
   images = test.batch(np.arange(start, start + count))["image"]
   recon = reconstruct(model, variables_of(state), images)
   return [plotting.save_png(
-      os.path.join(workdir, "figures", "reconstructions.png"),
+      os.path.join(out_dir or figures_dir(workdir), "reconstructions.png"),
       plotting.image_grid(np.stack([images, recon])))]
 
 
@@ -278,7 +285,8 @@ def interpolation_codes(start, end, rungs: Sequence[int], steps: int):
 
 
 def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
-                rungs: Optional[Sequence[int]] = None) -> List[str]:
+                rungs: Optional[Sequence[int]] = None,
+                out_dir: Optional[str] = None) -> List[str]:
   """``figures/interpolate_{a}_{b}.png``: row per setting, image a -> b.
 
   The first row moves every chosen rung at once; then one row per chosen rung
@@ -298,7 +306,8 @@ def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
                         interpolation_codes(start, end, s, steps))
           for s in settings]
   return [plotting.save_png(
-      os.path.join(workdir, "figures", f"interpolate_{index_a}_{index_b}.png"),
+      os.path.join(out_dir or figures_dir(workdir),
+                   f"interpolate_{index_a}_{index_b}.png"),
       plotting.image_grid(np.stack(rows)))]
 
 
@@ -309,7 +318,8 @@ def arithmetic_codes(z_a, z_b, z_c, rungs: Sequence[int]):
 
 
 def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
-               rungs: Optional[Sequence[int]] = None) -> List[str]:
+               rungs: Optional[Sequence[int]] = None,
+               out_dir: Optional[str] = None) -> List[str]:
   """The paper's Fig. 4: rows of a, b, c and decode(z_a - z_b + z_c).
 
   ``triples`` are test-image indices ``(a, b, c)``; codes are posterior means.
@@ -328,8 +338,9 @@ def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
                          arithmetic_codes(z_a, z_b, z_c, rungs))
   grid = np.concatenate([images.reshape((len(triples), 3) + images.shape[1:]),
                          result[:, None]], axis=1)
-  return [plotting.save_png(os.path.join(workdir, "figures", "arithmetic.png"),
-                            plotting.image_grid(grid))]
+  return [plotting.save_png(
+      os.path.join(out_dir or figures_dir(workdir), "arithmetic.png"),
+      plotting.image_grid(grid))]
 
 
 def attribute_vectors(codes: Sequence[np.ndarray], present: np.ndarray
@@ -348,7 +359,8 @@ def attribute_vectors(codes: Sequence[np.ndarray], present: np.ndarray
 
 def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
                    strength: float = 1.5, rungs: Optional[Sequence[int]] = None,
-                   max_train_images: int = 5000) -> List[str]:
+                   max_train_images: int = 5000,
+                   out_dir: Optional[str] = None) -> List[str]:
   """Adds ``strength`` x the attribute vector to chosen test faces.
 
   The attribute vector of each rung is the mean posterior code of training
@@ -382,5 +394,5 @@ def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
               for l, (m, v) in enumerate(zip(means, vectors))]
     grid.append(decode_images(model, variables, edited))
   return [plotting.save_png(
-      os.path.join(workdir, "figures", f"edit_{attribute}.png"),
+      os.path.join(out_dir or figures_dir(workdir), f"edit_{attribute}.png"),
       plotting.image_grid(np.stack(grid)))]

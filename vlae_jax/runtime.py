@@ -21,6 +21,7 @@ can call it first:
 from __future__ import annotations
 
 import os
+import sys
 import shlex
 from typing import Dict, MutableMapping, Optional
 
@@ -210,8 +211,30 @@ def import_tensorflow():
   """``tensorflow``, with every GPU hidden from it (JAX owns the GPU).
 
   The hiding happens before TensorFlow creates any device; every TensorFlow
-  or TFDS import in vlae_jax goes through here.
+  or TFDS import in vlae_jax goes through here. TensorFlow's C++ info and
+  warning lines (oneDNN notices) are silenced unless the user set
+  ``TF_CPP_MIN_LOG_LEVEL`` themselves.
   """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # TensorFlow only gathers batches and writes summaries here: its oneDNN
+  # kernels buy nothing, and their notice escapes the redirect below once
+  # JAX has started absl's C++ logging.
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  if "tensorflow" not in sys.modules and \
+      os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1"):
+    # TensorFlow >= 2.20 logs its start-up notices through C++ absl, which
+    # ignores TF_CPP_MIN_LOG_LEVEL: keep them off stderr during the import
+    # (errors still raise as Python exceptions).
+    stderr_fd = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+      sys.stderr.flush()
+      os.dup2(devnull, 2)
+      import tensorflow as tf
+    finally:
+      os.dup2(stderr_fd, 2)
+      os.close(stderr_fd)
+      os.close(devnull)
   import tensorflow as tf
   try:
     tf.config.set_visible_devices([], "GPU")
@@ -225,4 +248,45 @@ def import_tfds():
   """``tensorflow_datasets``, imported after ``import_tensorflow``."""
   import_tensorflow()
   import tensorflow_datasets as tfds
+  # TFDS logs a warning for every unprepared version folder it looks at.
+  import logging as std_logging
+  std_logging.getLogger("absl").addFilter(_quiet_tfds_lookup)
   return tfds
+
+
+def quiet_library_warnings():
+  """Drops Orbax's log lines and TFDS's warnings from the console: they
+  narrate internals (a read-only manager's options, a handler it had to
+  guess, an unprepared version folder, the traceback of a background save
+  that vlae_jax re-raises and reports in one line)."""
+  import logging as std_logging
+
+  def keep(record) -> bool:
+    path = record.pathname.replace(os.sep, "/")
+    if "/orbax/" in path:  # its save errors are re-raised to vlae_jax
+      return record.levelno >= std_logging.CRITICAL
+    if "/tensorflow_datasets/" in path:
+      return record.levelno >= std_logging.ERROR
+    return True
+
+  std_logging.getLogger("absl").addFilter(keep)
+
+
+def quiet_closed_loop_callbacks():
+  """Drops the "Event loop is closed" RuntimeErrors that TensorStore's
+  callbacks raise into Orbax's finished asyncio loops when a save fails
+  (e.g. a full disk): Python prints each as an unraisable traceback, while
+  the failure itself reaches vlae_jax and is reported in one line."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and \
+        "Event loop is closed" in str(unraisable.exc_value):
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
+def _quiet_tfds_lookup(record) -> bool:
+  return "has no dataset_info.json" not in record.getMessage()
