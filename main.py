@@ -50,8 +50,16 @@ MODES = ("train", "traverse", "sample", "reconstruct", "interpolate",
 CONFIG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError)
 
 
-def fail(message: str, code: int = 2):
+def fail(message: str, code: int = 2, quiet_exit: bool = False):
+  """Prints one error line and exits with ``code``. ``quiet_exit`` (after
+  JAX and Orbax started threads): stderr goes to /dev/null once the line is
+  out, so their shutdown chatter (an aborted save's pending tasks) cannot
+  bury it."""
   print(f"error: {message}", file=sys.stderr)
+  if quiet_exit:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
   sys.exit(code)
 
 
@@ -61,6 +69,56 @@ def config_error(e: Exception):
     text = f"unknown config field '{text.strip(chr(34) + chr(39) + ' ')}'"
   fail(f"{text}; see --helpfull for the flags and configs/default.py for "
        "the config fields.")
+
+
+def config_file_path(argv) -> str:
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                      "default.py")
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith("--config="):
+      path = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+  return path.split(":", 1)[0]  # config_flags' file:argument form
+
+
+def _raised_in(path: str, error: BaseException) -> bool:
+  """Whether a frame of ``error``'s traceback (or its cause's) runs ``path``."""
+  while error is not None:
+    tb = error.__traceback__
+    while tb is not None:
+      if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(
+          path):
+        return True
+      tb = tb.tb_next
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def config_file_error(argv, error: Exception):
+  """One line for a --config file that is missing or fails to load."""
+  path = config_file_path(argv)
+  if not os.path.isfile(path):
+    fail(f"--config file {path!r} does not exist; pass a config file such as "
+         "--config=configs/mnist.py.")
+  cause = error
+  while cause.__cause__ is not None:
+    cause = cause.__cause__
+  where = ""
+  if isinstance(cause, SyntaxError) and cause.lineno:
+    where = f" at line {cause.lineno}"
+  else:
+    tb = cause.__traceback__
+    while tb is not None:
+      if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(
+          path):
+        where = f" at line {tb.tb_lineno}"
+      tb = tb.tb_next
+  text = (str(getattr(cause, "msg", None) or cause).strip().splitlines()
+          or [""])[0]
+  fail(f"--config file {path!r} failed to load{where}: "
+       f"{type(cause).__name__}: {text}; fix the file or pass another "
+       "--config.")
 
 
 FLAGS = flags.FLAGS
@@ -95,8 +153,14 @@ flags.DEFINE_list("images", None, "interpolate: a,b; arithmetic: a,b,c triples "
 flags.DEFINE_string("attribute", None, "arithmetic: a CelebA attribute name.")
 flags.DEFINE_float("strength", 1.5, "arithmetic: multiple of the attribute "
                    "vector to add.")
+flags.DEFINE_string("output_dir", None,
+                    "Analysis modes: write here instead of <workdir>/figures "
+                    "(or <workdir>/eval), e.g. for a read-only workdir.")
 flags.DEFINE_integer("probe_train_size", 10000,
-                     "evaluate: training images the linear probes fit on.")
+                     "evaluate: training images the probes fit on.")
+flags.DEFINE_integer("classifier_steps", 1000,
+                     "evaluate: training steps of the feature classifier "
+                     "behind KID (0 skips the sample-quality metrics).")
 flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                   "Multi-process JAX: 'auto' starts jax.distributed only in a "
                   "complete multi-process launch (srun with several tasks, "
@@ -113,9 +177,32 @@ def int_list(name, values, default=None):
     fail(f"--{name} takes comma-separated integers, got {','.join(values)}.")
 
 
+def writable_output_dir(mode, workdir):
+  """The folder an analysis mode writes to, checked writable before any
+  work: --output_dir, else <workdir>/eval or <workdir>/figures."""
+  from vlae_jax import checkpoints
+  checkpoints.read_saved_config(workdir)  # a training workdir, readable
+  folder = FLAGS.output_dir or os.path.join(
+      workdir, "eval" if mode == "evaluate" else "figures")
+  probe = os.path.join(folder, f".write-test-{os.getpid()}")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    fail(f"cannot write to {folder} ({reason}); pass --output_dir=<a "
+         "writable folder> for the figures.")
+  return FLAGS.output_dir
+
+
 def run_mode(mode, config, workdir):
   from vlae_jax import analysis, configuration, evaluate, train
   rungs = int_list("rungs", FLAGS.rungs)
+  out_dir = None
+  if mode != "train":
+    out_dir = writable_output_dir(mode, workdir)
   images = int_list("images", FLAGS.images)
   if mode == "train":
     configuration.validate(config)
@@ -128,30 +215,38 @@ def run_mode(mode, config, workdir):
   if mode == "traverse":
     return analysis.traverse(workdir, radius=FLAGS.radius, steps=FLAGS.steps,
                              seed=FLAGS.seed, gif=FLAGS.gif, rungs=rungs,
-                             dims=int_list("dims", FLAGS.dims))
+                             dims=int_list("dims", FLAGS.dims), out_dir=out_dir)
   if mode == "sample":
-    return analysis.sample(workdir, seed=FLAGS.seed)
+    return analysis.sample(workdir, seed=FLAGS.seed, out_dir=out_dir)
   if mode == "reconstruct":
-    return analysis.reconstruct_figure(workdir, FLAGS.count, FLAGS.start)
+    return analysis.reconstruct_figure(workdir, FLAGS.count, FLAGS.start,
+                                       out_dir=out_dir)
   if mode == "interpolate":
     images = images or [0, 1]
     if len(images) != 2:
       fail(f"--images takes two test indices a,b for interpolate, got "
            f"{images}.")
     return analysis.interpolate(workdir, images[0], images[1],
-                                steps=FLAGS.steps, rungs=rungs)
+                                steps=FLAGS.steps, rungs=rungs,
+                                out_dir=out_dir)
   if mode == "arithmetic":
     if FLAGS.attribute:
       return analysis.edit_attribute(workdir, FLAGS.attribute,
                                      images or list(range(8)),
-                                     strength=FLAGS.strength, rungs=rungs)
+                                     strength=FLAGS.strength, rungs=rungs,
+                                     out_dir=out_dir)
     images = images or [0, 1, 2]
     if len(images) % 3:
       fail(f"--images takes test indices in triples a,b,c for arithmetic, "
            f"got {len(images)} indices.")
     return analysis.arithmetic(
-        workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs)
-  return evaluate.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed)
+        workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs,
+        out_dir=out_dir)
+  if FLAGS.classifier_steps < 0:
+    fail(f"--classifier_steps must be >= 0, got {FLAGS.classifier_steps}.")
+  return evaluate.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed,
+                           out_dir=out_dir,
+                           classifier_steps=FLAGS.classifier_steps)
 
 
 def main(argv):
@@ -160,9 +255,15 @@ def main(argv):
     fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
   if FLAGS.mode not in MODES:
     fail(f"unknown mode {FLAGS.mode!r}; choose one of {list(MODES)}.")
-  config = FLAGS.config
+  try:  # config_flags defers a missing --config file's error to first use
+    config = FLAGS.config
+    config.get("name")
+  except Exception as e:  # pylint: disable=broad-except
+    config_file_error(sys.argv, e)
   workdir = FLAGS.workdir or os.path.join("runs", config.get("name", "default"))
   logging.set_verbosity(logging.WARNING)
+  runtime.quiet_library_warnings()
+  runtime.quiet_closed_loop_callbacks()
   # Before JAX starts: determinism flags, and no up-front grab of 75% of the
   # GPU's memory by anything but the trainer.
   runtime.configure_jax(
@@ -188,9 +289,9 @@ def main(argv):
       print(path)
   except (configuration.ConfigError, WorkdirError, DataError,
           analysis.AnalysisError) as e:
-    fail(str(e))
+    fail(str(e), quiet_exit=True)
   except train.NonFiniteError as e:
-    fail(str(e), code=3)
+    fail(str(e), code=3, quiet_exit=True)
 
 
 def deterministic_setting(mode, config, workdir) -> bool:
@@ -219,7 +320,11 @@ def parse_flags(argv):
   try:
     return FLAGS(argv)
   except CONFIG_ERRORS as e:
+    if _raised_in(config_file_path(argv), e):
+      config_file_error(argv, e)
     config_error(e)
+  except Exception as e:  # pylint: disable=broad-except
+    config_file_error(argv, e)
   except SystemExit as e:  # absl exits 1 after printing help
     if any(a in ("--help", "-h", "--helpfull", "-?", "--helpshort")
            for a in argv[1:]):

@@ -27,6 +27,13 @@ def get_config():
   config.model.latent_dims = (2, 2, 2)
   config.model.rung_kinds = ("conv", "dense", "dense")        # "conv" | "dense"
   config.model.rung_widths = ((32, 64), (256,), (256,))        # channels/units per layer
+  # Per rung, the stride (1 or 2) of each conv layer; () -> every conv has
+  # stride 2. The decoder mirrors them.
+  config.model.rung_strides = ()
+  # True: each rung's mean/std heads read a second copy of its layers (own
+  # weights) instead of h_l: the reference code's ladder branch.
+  config.model.head_branches = False
+  config.model.decoder_activation = ""   # "" -> activation; the reference uses "relu"
   config.model.combine = "gated_sum"     # "gated_sum" (MNIST reference) | "concat" (CelebA)
   config.model.norm = "batch"            # "batch" | "none"
   config.model.activation = "leaky_relu" # slope 0.1; or "relu", "swish", "elu"
@@ -52,6 +59,9 @@ def get_config():
   config.batch_size = 100
   config.num_train_steps = 3000
   config.seed = 0
+  # Wall-clock budget of one invocation in minutes (0: none): training
+  # stops there, saves, and resumes on the next run like after Ctrl-C.
+  config.max_train_minutes = 0.0
   config.skip_nonfinite = False  # True: skip (and count) non-finite updates instead of stopping
   # Bitwise-reproducible runs and resumes: XLA's GPU determinism flag and
   # float32 matmuls/convs at full precision (no TF32). Costs speed on a GPU

@@ -83,3 +83,26 @@ def test_encoder_forward_matches_xla_on_the_real_model():
                  if l.name.startswith("encoder"))
   # XLA adds the activations, biases and std sigmoid: well under 1%.
   assert analytic <= xla <= 1.01 * analytic
+
+
+@pytest.mark.parametrize("inp,out", [((32, 32, 64), 64), ((8, 8, 256), 256)])
+def test_stride_1_conv_counts_against_xla(inp, out):
+  conv = nn.Conv(out, (4, 4), padding="SAME", use_bias=False)
+  layer = flops._conv("c", inp, inp[:2] + (out,))
+  assert layer.in_bounds_flops == layer_flops(conv, (1,) + inp)
+  assert layer.forward_flops == 2.0 * inp[0] * inp[1] * out * 16 * inp[2]
+  deconv = flops._deconv("d", inp[:2] + (out,), inp)
+  assert deconv.in_bounds_flops == layer.in_bounds_flops
+
+
+def test_head_branches_count_each_encoder_layer_twice():
+  from configs import mnist_reference
+  plain, ref = mnist.get_config(), mnist_reference.get_config()
+  shape = (28, 28, 1)
+  encoder = lambda c: sum(l.forward_flops for l in flops.layer_table(
+      c.model, shape) if l.name.startswith("encoder") and "heads" not in
+      l.name)
+  decoder = lambda c: sum(l.forward_flops for l in flops.layer_table(
+      c.model, shape) if l.name.startswith("decoder"))
+  assert encoder(ref) == 2 * encoder(plain)
+  assert decoder(ref) == decoder(plain)

@@ -112,3 +112,71 @@ def test_gated_sum_gate_starts_at_one_tenth():
 def test_uneven_downsampling_is_refused():
   with pytest.raises(ValueError, match="cannot halve a 7x7"):
     models.rung_shapes((28, 28, 1), ("conv",), ((8, 8, 8),))
+
+
+def reference_celeba_model():
+  from configs import celeba_reference
+  c = celeba_reference.get_config()
+  return c, models.model_from_config(c.model, (64, 64, 3))
+
+
+def test_reference_celeba_layers_strides_and_shapes():
+  # ../shared/REFERENCE.md: conv64 s2, conv64 s1 | conv128 s2, conv128 s1,
+  # conv256 s2 | conv256 s1, conv512 s2, conv512 s1 | dense1024 x2.
+  c, _ = reference_celeba_model()
+  m = c.model
+  shapes = models.rung_shapes((64, 64, 3), m.rung_kinds, m.rung_widths,
+                              m.rung_strides)
+  assert shapes[0] == [(64, 64, 3), (32, 32, 64), (32, 32, 64)]
+  assert shapes[1] == [(32, 32, 64), (16, 16, 128), (16, 16, 128),
+                       (8, 8, 256)]
+  assert shapes[2] == [(8, 8, 256), (8, 8, 256), (4, 4, 512), (4, 4, 512)]
+  assert shapes[3] == [(4, 4, 512), (1024,), (1024,)]
+  with pytest.raises(ValueError, match=r"rung_strides\[0\] = \(2,\) must give"):
+    models.rung_shapes((64, 64, 3), ("conv",), ((8, 8),), ((2,),))
+
+
+def test_head_branches_have_their_own_weights_and_feed_the_heads_alone():
+  c, model = reference_celeba_model()
+  model = model.clone(image_shape=(32, 32, 3),
+                      rung_widths=((8, 8), (8, 8, 16), (16, 16, 16), (32, 32)))
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 3))
+  variables = model.init({"params": jax.random.PRNGKey(1),
+                          "noise": jax.random.PRNGKey(2)}, x)
+  rung0 = variables["params"]["inference_rungs_0"]
+  assert {"conv0", "conv1", "head_conv0", "head_conv1"} <= set(rung0)
+  assert rung0["conv1"]["kernel"].shape == (4, 4, 8, 8)  # the stride-1 conv
+
+  def mean0(params):
+    return jnp.sum(model.apply({**variables, "params": params}, x,
+                               sample=False, method=model.encode)[0][0])
+
+  grads = jax.grad(mean0)(variables["params"])["inference_rungs_0"]
+  # z_0's heads read the ladder branch only, never h_0 (the inference branch).
+  assert float(jnp.abs(grads["conv0"]["kernel"]).max()) == 0.0
+  assert float(jnp.abs(grads["head_conv0"]["kernel"]).max()) > 0.0
+  logits = model.apply(variables, x, sample=False)[0]
+  assert logits.shape == (2, 32, 32, 3)
+
+
+def test_decoder_activation_changes_only_the_generative_rungs():
+  base = dict(image_shape=(28, 28, 1), latent_dims=(2, 2, 2),
+              rung_kinds=("conv", "dense", "dense"),
+              rung_widths=((8, 16), (32,), (32,)))
+  mixed = models.VLAE(**base, activation="leaky_relu",
+                      decoder_activation="relu")
+  relu = models.VLAE(**base, activation="relu")
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 28, 28, 1))
+  variables = mixed.init({"params": jax.random.PRNGKey(1),
+                          "noise": jax.random.PRNGKey(2)}, x)
+  codes = [jax.random.normal(jax.random.PRNGKey(l), (3, 2)) for l in range(3)]
+  np.testing.assert_array_equal(
+      mixed.apply(variables, codes, method=mixed.decode),
+      relu.apply(variables, codes, method=relu.decode))
+  leaky = models.VLAE(**base)
+  assert not np.array_equal(
+      mixed.apply(variables, codes, method=mixed.decode),
+      leaky.apply(variables, codes, method=leaky.decode))
+  np.testing.assert_array_equal(  # the encoder keeps leaky ReLU
+      mixed.apply(variables, x, sample=False, method=mixed.encode)[0][2],
+      leaky.apply(variables, x, sample=False, method=leaky.encode)[0][2])

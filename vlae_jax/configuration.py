@@ -35,6 +35,17 @@ def validate(config):
   _choice("model.combine", m.combine, models.COMBINES)
   _choice("model.norm", m.norm, models.NORMS)
   _choice("model.activation", m.activation, tuple(models.ACTIVATIONS))
+  if m.get("decoder_activation", ""):
+    _choice("model.decoder_activation", m.decoder_activation,
+            tuple(models.ACTIVATIONS))
+  if not isinstance(m.get("head_branches", False), bool):
+    raise ConfigError(f"--config.model.head_branches must be True or False, "
+                      f"got {m.head_branches!r}.")
+  strides = m.get("rung_strides", ()) or ()
+  if len(strides) not in (0, len(m.latent_dims)):
+    raise ConfigError(
+        f"model.rung_strides has {len(strides)} entries but model.latent_dims "
+        f"has {len(m.latent_dims)} rungs; give one entry per rung (or none).")
   _choice("model.upsample", m.upsample, models.UPSAMPLES)
   _choice("model.downsample", m.get("downsample", "auto"), models.DOWNSAMPLES)
   _choice("dtype", config.dtype, ("float32", "bfloat16"))
@@ -54,6 +65,11 @@ def validate(config):
           config.loss.mmd_weight) or config.loss.mmd_weight < 0:
     raise ConfigError(f"--config.loss.mmd_weight must be >= 0, got "
                       f"{config.loss.mmd_weight!r}.")
+  limit = config.get("max_train_minutes", 0.0)
+  if not isinstance(limit, (int, float)) or isinstance(limit, bool) or \
+      not math.isfinite(limit) or limit < 0:
+    raise ConfigError(f"--config.max_train_minutes must be >= 0 (0: no "
+                      f"limit), got {limit!r}.")
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)
@@ -83,7 +99,7 @@ def validate(config):
       _positive(f"model.rung_widths[{l}]", w, integer=True)
   try:
     models.rung_shapes(input_pipeline.image_shape(config), m.rung_kinds,
-                       m.rung_widths)
+                       m.rung_widths, m.get("rung_strides", ()) or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   workers = config.get("decode_workers", 0)

@@ -38,11 +38,13 @@ class Layer(NamedTuple):
 
 
 def _taps_in_bounds(size_in: int, size_out: int) -> int:
-  """Per spatial axis, the (input, output) pairs a 4-tap stride-2 'SAME'
-  conv from ``size_in`` to ``size_out`` positions connects."""
-  pad_before = max((size_out - 1) * 2 + 4 - size_in, 0) // 2
+  """Per spatial axis, the (input, output) pairs a 4-tap 'SAME' conv from
+  ``size_in`` to ``size_out`` positions connects (stride 2 when the size
+  halves, else 1)."""
+  stride = 1 if size_in == size_out else 2
+  pad_before = max((size_out - 1) * stride + 4 - size_in, 0) // 2
   return sum(1 for o in range(size_out) for k in range(4)
-             if 0 <= 2 * o + k - pad_before < size_in)
+             if 0 <= stride * o + k - pad_before < size_in)
 
 
 def _conv(name, inp, out) -> Layer:
@@ -70,14 +72,18 @@ def layer_table(model_config, image_shape) -> List[Layer]:
   """Every conv / transposed conv / dense layer of the VLAE, per image,
   encoder bottom-up then decoder top-down (as the forward pass runs)."""
   shapes = models.rung_shapes(image_shape, model_config.rung_kinds,
-                              model_config.rung_widths)
+                              model_config.rung_widths,
+                              model_config.get("rung_strides", ()) or None)
+  branches = (("", "head_") if model_config.get("head_branches", False)
+              else ("",))
   layers = []
   for l, (kind, rung, dim) in enumerate(zip(model_config.rung_kinds, shapes,
                                             model_config.latent_dims)):
-    for i in range(len(rung) - 1):
-      build = _conv if kind == "conv" else _dense
-      layers.append(build(f"encoder.rung{l}.{kind}{i}", tuple(rung[i]),
-                          tuple(rung[i + 1])))
+    for prefix in branches:
+      for i in range(len(rung) - 1):
+        build = _conv if kind == "conv" else _dense
+        layers.append(build(f"encoder.rung{l}.{prefix}{kind}{i}",
+                            tuple(rung[i]), tuple(rung[i + 1])))
     layers.append(_dense(f"encoder.rung{l}.heads", tuple(rung[-1]),
                          (2 * dim,)))
   num_rungs = len(shapes)

@@ -336,6 +336,79 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   return Split(images, labels[keep], "attributes", names)
 
 
+def celeba_identities(data_dir: str, split: str, count: int
+                      ) -> Optional[np.ndarray]:
+  """Identity labels ``[count]`` (int) of a local CelebA split, in the order
+  of ``celeba_index``, from ``identity_CelebA.txt``; None when the file is
+  absent or the split's decoded rows do not match the index (a skipped
+  image), so that no identity is ever paired with the wrong face."""
+  path = os.path.join(data_dir, "identity_CelebA.txt")
+  if not data_dir or not os.path.exists(path):
+    return None
+  wanted = celeba_index(data_dir, split)[0]
+  if len(wanted) != count:
+    return None
+  identity = {}
+  with open(path) as f:
+    for line in f:
+      fields = line.split()
+      if len(fields) == 2 and fields[1].isdigit():
+        identity[fields[0]] = int(fields[1])
+  if any(name not in identity for name in wanted):
+    return None
+  return np.asarray([identity[name] for name in wanted], np.int64)
+
+
+LOCAL_LAYOUT = {"mnist": "a folder with the four MNIST IDX .gz files",
+                "celeb_a": "a CelebA folder in the official Align&Cropped "
+                           "layout"}
+
+
+def unreachable_download_hosts(urls, timeout: float = 5.0) -> List[str]:
+  """``host (reason)`` for each URL host that does not accept a connection
+  within ``timeout`` seconds (an offline machine fails in milliseconds)."""
+  import socket
+  import urllib.parse
+  failed = []
+  for host in sorted({urllib.parse.urlparse(u).hostname for u in urls} -
+                     {None}):
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+      failed.append(f"{host} ({e.strerror or type(e).__name__})")
+  return failed
+
+
+def prepare_tfds(config, name: str):
+  """The TFDS builder of ``name``, downloaded and prepared if needed.
+
+  Offline, the download would retry for minutes; the hosts of its URLs are
+  probed first and an unreachable one is a one-line ``DataError`` naming
+  ``--config.data_dir`` (local files) and ``--config.tfds_data_dir``.
+  """
+  tfds = runtime.import_tfds()
+  data_dir = config.get("tfds_data_dir") or None
+  builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  fix = (f"point --config.data_dir at {LOCAL_LAYOUT[name]}, or prepare TFDS "
+         f"{name} on a machine with internet and pass its folder as "
+         "--config.tfds_data_dir")
+  unreachable = unreachable_download_hosts(list(builder.url_infos or {}))
+  if unreachable:
+    raise DataError(f"cannot download TFDS {name}: {', '.join(unreachable)} "
+                    f"unreachable (offline?); {fix}.")
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, (KeyboardInterrupt, DataError)):
+      raise
+    text = (str(e).strip().splitlines() or [""])[0][:200]
+    raise DataError(f"preparing TFDS {name} in {builder.data_dir} failed "
+                    f"({type(e).__name__}: {text}); {fix}.") from e
+  return builder
+
+
 def read_tfds(config, split: str) -> Split:
   """``tfds.load`` route (downloads on first use; needs internet).
 
@@ -343,18 +416,17 @@ def read_tfds(config, split: str) -> Split:
   resized on every core, like a local folder.
   """
   tfds = runtime.import_tfds()
-  data_dir = config.get("tfds_data_dir") or None
   if config.dataset == "mnist":
+    builder = prepare_tfds(config, "mnist")
     images, labels = [], []
-    ds = tfds.load("mnist", split=split, data_dir=data_dir)
+    ds = builder.as_dataset(split=split)
     for batch in tfds.as_numpy(ds.batch(10000)):
       images.append(batch["image"])
       labels.append(batch["label"])
     return Split(np.concatenate(images).astype(np.uint8),
                  np.concatenate(labels).astype(np.int32), "label",
                  [str(i) for i in range(10)])
-  builder = tfds.builder("celeb_a", data_dir=data_dir)
-  builder.download_and_prepare()
+  builder = prepare_tfds(config, "celeb_a")
   names = sorted(builder.info.features["attributes"].keys())
   encoded, labels = [], []
   dataset = builder.as_dataset(
@@ -403,37 +475,94 @@ def default_cache_dir() -> str:
                       "vlae_jax")
 
 
+def source_fingerprint(config) -> str:
+  """A digest of the files a split is read from: names, sizes and
+  modification times (nanoseconds) of every file in ``config.data_dir`` and,
+  for CelebA, in its image folder. Adding, removing or changing a file
+  changes it, so the cache never serves images its source no longer has.
+  The TFDS route is keyed by its data_dir (TFDS versions its own files)."""
+  data_dir = config.get("data_dir") or ""
+  if not data_dir:
+    return "tfds:" + os.path.abspath(config.get("tfds_data_dir") or "~default")
+  digest = hashlib.sha256()
+  folders = [data_dir]
+  if config.dataset == "celeba":
+    folders.append(os.path.join(data_dir, "img_align_celeba"))
+  for folder in folders:
+    try:
+      entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+      continue  # the reader reports the missing folder
+    for entry in entries:
+      if entry.is_file():
+        info = entry.stat()
+        digest.update(f"{entry.name}\0{info.st_size}\0{info.st_mtime_ns}\n"
+                      .encode())
+  return digest.hexdigest()
+
+
 def _cache_folder(config, split: str) -> str:
   source = os.path.abspath(config.data_dir) if config.get("data_dir") else "tfds"
-  key = json.dumps([config.dataset, source, image_shape(config), split])
+  key = json.dumps([config.dataset, source, image_shape(config), split,
+                    source_fingerprint(config)])
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   root = config.get("cache_dir") or default_cache_dir()
   return os.path.join(root, f"{config.dataset}-{split}-{digest}")
 
 
+def _read_cache(folder: str, shape) -> Split:
+  """The cached split in ``folder``; ValueError/OSError if it is damaged."""
+  with open(os.path.join(folder, "meta.json")) as f:
+    meta = json.load(f)
+  images = np.load(os.path.join(folder, "images.npy"), mmap_mode="r")
+  labels = np.load(os.path.join(folder, "labels.npy"))
+  if images.shape[1:] != tuple(shape) or images.dtype != np.uint8 or \
+      len(images) != meta["count"] or len(labels) != meta["count"]:
+    raise ValueError(f"holds {images.shape} {images.dtype} images and "
+                     f"{len(labels)} labels, meta.json says {meta['count']}")
+  return Split(images, labels, meta["label_key"], meta["label_names"])
+
+
 def load_split(config, split: str) -> Split:
   """One split, from the cache if present, else read, decoded and cached.
 
-  The digits set is small and bundled, so it is never cached.
+  The digits set is small and bundled, so it is never cached. A damaged
+  cache (truncated or unreadable files) is rebuilt with a warning.
   """
   if config.dataset == "digits":
     return read_digits(split)
   folder = _cache_folder(config, split)
-  meta_path = os.path.join(folder, "meta.json")
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      meta = json.load(f)
-    return Split(np.load(os.path.join(folder, "images.npy"), mmap_mode="r"),
-                 np.load(os.path.join(folder, "labels.npy")),
-                 meta["label_key"], meta["label_names"])
+  if os.path.exists(os.path.join(folder, "meta.json")):
+    try:
+      return _read_cache(folder, image_shape(config))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      damaged = f"{folder}.damaged-{os.getpid()}-{int(time.time())}"
+      print(f"warning: decode cache {folder} is damaged "
+            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]});"
+            f" rebuilding it (the damaged copy is moved to {damaged}).",
+            flush=True)
+      try:
+        os.replace(folder, damaged)
+      except OSError:
+        pass
   data = read_split(config, split)
-  tmp = f"{folder}.tmp-{os.getpid()}"
-  os.makedirs(tmp, exist_ok=True)
-  np.save(os.path.join(tmp, "images.npy"), data.images)
-  np.save(os.path.join(tmp, "labels.npy"), data.labels)
-  with open(os.path.join(tmp, "meta.json"), "w") as f:
-    json.dump({"label_key": data.label_key, "label_names": data.label_names,
-               "count": len(data)}, f)
+  try:
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    os.makedirs(tmp, exist_ok=True)
+    np.save(os.path.join(tmp, "images.npy"), data.images)
+    np.save(os.path.join(tmp, "labels.npy"), data.labels)
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+      json.dump({"label_key": data.label_key, "label_names": data.label_names,
+                 "count": len(data)}, f)
+  except OSError as e:  # the cache is a convenience: train without it
+    import shutil
+    shutil.rmtree(f"{folder}.tmp-{os.getpid()}", ignore_errors=True)
+    print(f"warning: cannot write the decode cache under "
+          f"{os.path.dirname(folder)} ({e.strerror or e}); the images will be "
+          "decoded again next run (set --config.cache_dir to a writable "
+          "folder).", flush=True)
+    return data
   try:
     os.replace(tmp, folder)  # atomic: a half-written cache is never used
   except OSError:  # another process won the race; use its copy

@@ -38,24 +38,55 @@ DOWNSAMPLES = ("auto",) + convolutions.CONV_FORMS
 LAYER_KINDS = ("conv", "dense")
 
 
+def layer_strides(rung_kinds: Sequence[str],
+                  rung_widths: Sequence[Sequence[int]],
+                  rung_strides: Optional[Sequence[Sequence[int]]] = None
+                  ) -> List[Tuple[int, ...]]:
+  """Per rung, the stride of each layer: ``rung_strides`` where given (an
+  empty or missing entry means every layer of that rung has stride 2), and 1
+  for the layers of dense rungs."""
+  out = []
+  for l, (kind, widths) in enumerate(zip(rung_kinds, rung_widths)):
+    given = tuple(rung_strides[l]) if rung_strides and l < len(
+        rung_strides) and rung_strides[l] else ()
+    if kind != "conv":
+      out.append((1,) * len(widths))
+    elif not given:
+      out.append((2,) * len(widths))
+    else:
+      if len(given) != len(widths) or any(s not in (1, 2) for s in given):
+        raise ValueError(
+            f"model.rung_strides[{l}] = {given} must give a stride of 1 or 2 "
+            f"for each of the rung's {len(widths)} layers.")
+      out.append(given)
+  return out
+
+
 def rung_shapes(image_shape: Shape, rung_kinds: Sequence[str],
-                rung_widths: Sequence[Sequence[int]]) -> List[List[Shape]]:
+                rung_widths: Sequence[Sequence[int]],
+                rung_strides: Optional[Sequence[Sequence[int]]] = None
+                ) -> List[List[Shape]]:
   """Per rung, the feature shapes (without batch) before and after each layer.
 
   ``rung_shapes(...)[l][0]`` is rung l's input shape and ``[l][-1]`` its output.
-  A conv layer halves height and width (4x4, stride 2, SAME); a dense layer
-  flattens.
+  A conv layer of stride 2 halves height and width (4x4, SAME), one of stride
+  1 keeps them; a dense layer flattens.
   """
+  strides = layer_strides(rung_kinds, rung_widths, rung_strides)
   shapes, current = [], tuple(image_shape)
-  for kind, widths in zip(rung_kinds, rung_widths):
+  for kind, widths, rung_stride in zip(rung_kinds, rung_widths, strides):
     rung = [current]
-    for width in widths:
+    for width, stride in zip(widths, rung_stride):
       if kind == "conv":
         if len(current) != 3:
           raise ValueError(
               f"a conv rung cannot follow a dense rung (input shape {current}); "
               "put all conv rungs below the dense rungs in model.rung_kinds.")
         height, width_px, _ = current
+        if stride == 1:
+          current = (height, width_px, width)
+          rung.append(current)
+          continue
         if height % 2 or width_px % 2:
           raise ValueError(
               f"a stride-2 conv cannot halve a {height}x{width_px} feature map "
@@ -153,21 +184,35 @@ class InferenceRung(_Layers):
 
   kind: str = "conv"
   widths: Sequence[int] = ()
+  strides: Sequence[int] = ()
   latent_dim: int = 2
   std_floor: float = 1e-3
   downsample: str = "auto"
+  head_branch: bool = False
+
+  def branch(self, h, train: bool, prefix: str = ""):
+    """The rung's layer list on ``h``; ``prefix`` names a second copy."""
+    strides = tuple(self.strides) or (2,) * len(self.widths)
+    for i, (width, stride) in enumerate(zip(self.widths, strides)):
+      if self.kind == "conv" and stride == 2:
+        h = DownConv(width, form=self.downsample, dtype=self.dtype,
+                     name=f"{prefix}conv{i}")(h)
+      elif self.kind == "conv":
+        h = nn.Conv(width, (4, 4), padding="SAME", dtype=self.dtype,
+                    name=f"{prefix}conv{i}")(h)
+      else:
+        h = h.reshape(h.shape[0], -1)
+        h = nn.Dense(width, dtype=self.dtype, name=f"{prefix}dense{i}")(h)
+      h = self.normalize_and_activate(h, train, f"{prefix}layer{i}")
+    return h
 
   @nn.compact
   def __call__(self, h, train: bool):
-    for i, width in enumerate(self.widths):
-      if self.kind == "conv":
-        h = DownConv(width, form=self.downsample, dtype=self.dtype,
-                     name=f"conv{i}")(h)
-      else:
-        h = h.reshape(h.shape[0], -1)
-        h = nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(h)
-      h = self.normalize_and_activate(h, train, f"layer{i}")
-    flat = h.reshape(h.shape[0], -1)
+    # The reference's two branches: h_l for the next rung, and a ladder
+    # branch with its own weights that alone feeds the heads of z_l.
+    head_input = self.branch(h, train, "head_") if self.head_branch else None
+    h = self.branch(h, train)
+    flat = (h if head_input is None else head_input).reshape(h.shape[0], -1)
     # Heads in float32: they parameterise the distribution the MMD sees.
     mean = nn.Dense(self.latent_dim, name="mean")(flat.astype(jnp.float32))
     std = nn.sigmoid(nn.Dense(self.latent_dim, name="std")(
@@ -186,6 +231,7 @@ class GenerativeRung(_Layers):
 
   kind: str = "conv"
   shapes: Sequence[Shape] = ()
+  strides: Sequence[int] = ()
   combine: str = "gated_sum"
   upsample: str = "auto"
   is_bottom: bool = False
@@ -210,9 +256,12 @@ class GenerativeRung(_Layers):
     num_layers = len(self.shapes) - 1
     for i in reversed(range(num_layers)):
       target = tuple(self.shapes[i])
-      if self.kind == "conv":
+      if self.kind == "conv" and (not self.strides or self.strides[i] == 2):
         h = UpConv(target[-1], form=self.upsample, dtype=self.dtype,
                    name=f"deconv{i}")(h)
+      elif self.kind == "conv":
+        h = nn.ConvTranspose(target[-1], (4, 4), padding="SAME",
+                             dtype=self.dtype, name=f"deconv{i}")(h)
       else:
         h = h.reshape(h.shape[0], -1)
         h = nn.Dense(math.prod(target), dtype=self.dtype, name=f"dense{i}")(h)
@@ -232,6 +281,11 @@ class VLAE(nn.Module):
     rung_widths: per rung, the channels/units of each of its layers.
     combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".
     norm: "batch" or "none". activation: a key of ``ACTIVATIONS``.
+    rung_strides: per rung, the stride (1 or 2) of each conv layer; None or
+      an empty entry: all 2. The decoder mirrors them.
+    head_branches: each rung's heads read a second copy of its layer list
+      (own weights) instead of h_l, as in the reference code.
+    decoder_activation: the generative rungs' activation ("": activation).
     upsample, downsample: how the 4x4 stride-2 transposed convs and convs are
       computed ("auto" or a form of ``vlae_jax.convolutions``); every form is
       the same function of the same parameters.
@@ -249,20 +303,32 @@ class VLAE(nn.Module):
   downsample: str = "auto"
   std_floor: float = 1e-3
   dtype: Any = jnp.float32
+  rung_strides: Optional[Sequence[Sequence[int]]] = None
+  head_branches: bool = False
+  decoder_activation: str = ""
 
   def setup(self):
-    shapes = rung_shapes(self.image_shape, self.rung_kinds, self.rung_widths)
-    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    shapes = rung_shapes(self.image_shape, self.rung_kinds, self.rung_widths,
+                         self.rung_strides)
+    strides = layer_strides(self.rung_kinds, self.rung_widths,
+                            self.rung_strides)
+    common = dict(norm=self.norm, dtype=self.dtype)
     self.inference_rungs = [
-        InferenceRung(kind=kind, widths=tuple(widths), latent_dim=dim,
-                      std_floor=self.std_floor, downsample=self.downsample,
-                      **common)
-        for kind, widths, dim in zip(self.rung_kinds, self.rung_widths,
-                                     self.latent_dims)]
+        InferenceRung(kind=kind, widths=tuple(widths), strides=stride,
+                      latent_dim=dim, std_floor=self.std_floor,
+                      downsample=self.downsample,
+                      head_branch=self.head_branches,
+                      activation=self.activation, **common)
+        for kind, widths, stride, dim in zip(
+            self.rung_kinds, self.rung_widths, strides, self.latent_dims)]
     self.generative_rungs = [
-        GenerativeRung(kind=kind, shapes=tuple(rung), combine=self.combine,
-                       upsample=self.upsample, is_bottom=(l == 0), **common)
-        for l, (kind, rung) in enumerate(zip(self.rung_kinds, shapes))]
+        GenerativeRung(kind=kind, shapes=tuple(rung), strides=stride,
+                       combine=self.combine, upsample=self.upsample,
+                       is_bottom=(l == 0),
+                       activation=self.decoder_activation or self.activation,
+                       **common)
+        for l, (kind, rung, stride) in enumerate(zip(self.rung_kinds, shapes,
+                                                     strides))]
 
   @property
   def num_rungs(self) -> int:
@@ -325,4 +391,8 @@ def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
       downsample=model_config.get("downsample", "auto"),
       std_floor=model_config.std_floor,
       dtype=jnp.dtype(dtype),
+      rung_strides=tuple(tuple(s) for s in model_config.get(
+          "rung_strides", ()) or ()) or None,
+      head_branches=bool(model_config.get("head_branches", False)),
+      decoder_activation=model_config.get("decoder_activation", ""),
   )

@@ -195,6 +195,24 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
+class _write_errors_stop:  # pylint: disable=invalid-name
+  """Turns a failed TensorBoard write (a full disk) into the one-line
+  checkpoint-aware stop that a failed save gives."""
+
+  def __init__(self, manager, current_step):
+    self._manager, self._current_step = manager, current_step
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, kind, error, tb):
+    from vlae_jax import reporting
+    if isinstance(error, reporting.ReportingError):
+      raise checkpoints.stopped_by_write_error(
+          self._manager, self._current_step(), error.strerror) from None
+    return False
+
+
 class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or gradient."""
 
@@ -215,27 +233,43 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   """
   from vlae_jax import reporting  # TensorFlow import kept out of the hot path
   # Every check and the data load come before the first write to workdir.
-  checkpoints.check_config(workdir, config, allow_config_change)
+  changed_fields = checkpoints.check_config(workdir, config,
+                                            allow_config_change)
   train_data = input_pipeline.load_split(config, "train")
   test_data = input_pipeline.load_split(config, "test")
   runtime.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
-  with checkpoints.TrainerLock(workdir):
-    checkpoints.write_config(workdir, config, allow_config_change)
+  with checkpoints.TrainerLock(workdir) as lock:
     model = create_model(config, train_data.images.shape[1:])
     state = create_train_state(config, model)
-    manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-    restored = checkpoints.restore_latest(manager, state, set_aside=True)
+    if not checkpoints.has_checkpoint(workdir) and lock.read_only:
+      raise checkpoints.WorkdirError(
+          f"workdir {workdir!r} is read-only; pass a --workdir in a writable "
+          "folder.")
+    manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
+                                       read_only=lock.read_only)
+    # Restored before config.json is rewritten: an incompatible checkpoint
+    # is refused with the workdir untouched.
+    restored = checkpoints.restore_latest(manager, state,
+                                          set_aside=not lock.read_only,
+                                          changed_fields=changed_fields)
     if restored is not None:
       state = restored
-      print(f"resuming from step {int(state.step)} "
-            f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
     start = int(state.step)
     if start >= config.num_train_steps:
-      logging.info("already trained for %d steps (num_train_steps=%d)", start,
-                   config.num_train_steps)
+      print(f"already trained for {start} steps (num_train_steps="
+            f"{config.num_train_steps}); nothing to do.", flush=True)
       manager.close()
       return state
+    if lock.read_only:
+      raise checkpoints.WorkdirError(
+          f"workdir {workdir!r} is read-only and its run is at step {start} "
+          f"of {config.num_train_steps}; copy it to a writable folder and "
+          "train that --workdir.")
+    checkpoints.write_config(workdir, config, allow_config_change)
+    if restored is not None:
+      print(f"resuming from step {start} "
+            f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
 
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
@@ -265,7 +299,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
               f"(loss={float(m['loss'])}, "
               f"reconstruction={float(m['reconstruction'])}, "
               f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); "
-              f"last good checkpoint: "
+              f"newest checkpoint (checksummed when saved): "
               f"{'step %d' % last_saved if last_saved else 'none yet'}. "
               "Lower the learning "
               "rate or set --config.skip_nonfinite=True to skip such updates.")
@@ -282,19 +316,27 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
             f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
             flush=True)
 
+    unchecked_save = None
+
     def save(step):
-      nonlocal last_saved
+      nonlocal last_saved, unchecked_save
       flush_metrics(step)  # never save a state whose steps were not finite
-      manager.save(step, args=checkpoints.ocp.args.StandardSave(state))
-      last_saved = step
+      checkpoints.save_checkpoint(manager, step, state)
+      last_saved = unchecked_save = step
 
     step = start
+    # A wall-clock budget for this invocation (compilation included).
+    deadline = (time.time() + 60.0 * config.max_train_minutes
+                if config.get("max_train_minutes", 0) else None)
     try:
-      with _StopRequest() as stop:
+      with _StopRequest() as stop, _write_errors_stop(manager, lambda: step):
         for step in range(start + 1, config.num_train_steps + 1):
           batch = next(stream)
           state, metrics = step_fn(state, batch)
           pending.append(metrics)
+          if unchecked_save is not None and checkpoints.check_saves(
+              manager, unchecked_save, step):
+            unchecked_save = None  # a failed save stops the run right here
           if step % config.log_every == 0:
             flush_metrics(step)
           if step % config.eval_every == 0 or step == config.num_train_steps:
@@ -309,16 +351,22 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
                 model, state, test_data, jax.random.fold_in(eval_key, step)))
           if step % config.checkpoint_every == 0 or step == config.num_train_steps:
             save(step)
-          if stop.signal_name:
+          if stop.signal_name or (deadline and time.time() >= deadline):
             if last_saved != step:
               save(step)
-            print(f"{stop.signal_name}: saved step {step} to "
+            reason = stop.signal_name or (
+                f"time limit ({config.max_train_minutes:g} min)")
+            print(f"{reason}: saved step {step} to "
                   f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
                   "again to resume.", flush=True)
             break
         flush_metrics(step)
+        checkpoints.finish_saves(manager, step)
     finally:
-      manager.wait_until_finished()
-      manager.close()
+      try:
+        manager.wait_until_finished()
+        manager.close()
+      except Exception:  # pylint: disable=broad-except
+        pass  # reported by finish_saves, or an earlier error is on its way
       writer.close()
     return state

@@ -1,0 +1,157 @@
+"""Recipe study on real MNIST: train each recipe for a fixed budget, then
+`evaluate`, and tabulate the rung x factor scores.
+
+    python bench/recipe_study.py --minutes 30 --recipes reference,bernoulli_lr1e-3
+    python bench/recipe_study.py --steps 2000 --parallel 2   # a quick screen
+
+Each recipe is configs/mnist.py plus the overrides in RECIPES, trained by
+`main.py` in its own process (a wall-clock budget through
+--config.max_train_minutes, or a step count), then scored by
+`main.py --mode=evaluate`. With --parallel 2 two recipes train at once, each
+pinned to one core (fair for a step budget, not for a time budget).
+Results go to --out (JSON) and a markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
+
+RECIPES = {
+    "reference": [],
+    "bernoulli": ["--config.loss.reconstruction=bernoulli"],
+    "lr1e-3": ["--config.learning_rate=1e-3"],
+    "bernoulli_lr1e-3": ["--config.loss.reconstruction=bernoulli",
+                         "--config.learning_rate=1e-3"],
+    "bernoulli_lr1e-3_imq": ["--config.loss.reconstruction=bernoulli",
+                             "--config.learning_rate=1e-3",
+                             "--config.loss.kernel=imq"],
+    "bernoulli_lr1e-3_mmd1000": ["--config.loss.reconstruction=bernoulli",
+                                 "--config.learning_rate=1e-3",
+                                 "--config.loss.mmd_weight=1000"],
+    "bernoulli_lr1e-3_batch50": ["--config.loss.reconstruction=bernoulli",
+                                 "--config.learning_rate=1e-3",
+                                 "--config.batch_size=50"],
+    "bernoulli_lr1e-3_refnet": ["--config.loss.reconstruction=bernoulli",
+                                "--config.learning_rate=1e-3",
+                                "--config.model.head_branches=True",
+                                "--config.model.decoder_activation=relu"],
+    "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
+                         "--config.model.head_branches=True",
+                         "--config.model.decoder_activation=relu"],
+}
+
+
+def train_command(name, workdir, args):
+  budget = ([f"--config.max_train_minutes={args.minutes}",
+             "--config.num_train_steps=1000000"] if args.minutes else
+            [f"--config.num_train_steps={args.steps}"])
+  return [sys.executable, os.path.join(ROOT, "main.py"),
+          "--config=configs/mnist.py", f"--config.data_dir={args.data_dir}",
+          f"--workdir={workdir}", "--config.log_every=500",
+          "--config.eval_every=1000000", "--config.image_every=1000000",
+          "--config.checkpoint_every=2000", *budget, *RECIPES[name]]
+
+
+def evaluate_command(workdir, args):
+  return [sys.executable, os.path.join(ROOT, "main.py"), "--mode=evaluate",
+          f"--workdir={workdir}", f"--probe_train_size={args.probe_train_size}",
+          f"--classifier_steps={args.classifier_steps}"]
+
+
+def summary(name, workdir, seconds):
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    m = json.load(f)
+  table = m["factors"]
+  row = {"recipe": name, "overrides": RECIPES[name], "step": m["step"],
+         "train_seconds": round(seconds, 1), "l1": m["l1"],
+         "mmd": m["mmd"], "factors": table, "claims": m["claims"]}
+  if "sample_quality" in m:
+    q = m["sample_quality"]
+    row["kid_samples"] = q["kid_samples"]["mean"]
+    row["kid_reconstructions"] = q["kid_reconstructions"]["mean"]
+    row["resampling_digit_change"] = q.get("resampling_digit_change")
+  return row
+
+
+def markdown(rows):
+  f = lambda v: "n/a" if v is None else f"{v:.2f}"
+  lines = ["| recipe | steps | test L1 | digit kNN (rungs 0/1/2) | thickness "
+           "kNN R^2 | inclination kNN R^2 | KID x1000 samples / recon | "
+           "claims held |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    t = r["factors"]
+    per = lambda name, metric: " / ".join(f(v) for v in t[name][metric])
+    held = sum(1 for c in r["claims"] if c["held"])
+    kid = (f"{1000 * r['kid_samples']:.1f} / "
+           f"{1000 * r['kid_reconstructions']:.1f}"
+           if "kid_samples" in r else "n/a")
+    lines.append(
+        f"| {r['recipe']} | {r['step']} | {r['l1']:.4f} | "
+        f"{per('digit', 'knn_accuracy')} | {per('thickness', 'knn_r2')} | "
+        f"{per('inclination', 'knn_r2')} | {kid} | {held}/{len(r['claims'])} |")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--recipes", default=",".join(RECIPES))
+  parser.add_argument("--minutes", type=float, default=0.0,
+                      help="wall-clock training budget per recipe")
+  parser.add_argument("--steps", type=int, default=2000,
+                      help="step budget per recipe when --minutes is 0")
+  parser.add_argument("--parallel", type=int, default=1, choices=(1, 2))
+  parser.add_argument("--data_dir", default=MNIST)
+  parser.add_argument("--workroot", default=os.path.join(ROOT, "runs",
+                                                         "recipes"))
+  parser.add_argument("--probe_train_size", type=int, default=10000)
+  parser.add_argument("--classifier_steps", type=int, default=1000)
+  parser.add_argument("--out", default=None)
+  args = parser.parse_args()
+  names = args.recipes.split(",")
+  unknown = [n for n in names if n not in RECIPES]
+  if unknown:
+    parser.error(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+  if args.minutes and args.parallel > 1:
+    parser.error("a time budget is measured alone: use --parallel 1")
+  os.makedirs(args.workroot, exist_ok=True)
+  rows = []
+  pending = list(names)
+  while pending:
+    batch, pending = pending[:args.parallel], pending[args.parallel:]
+    procs = []
+    for i, name in enumerate(batch):
+      workdir = os.path.join(args.workroot, name)
+      command = train_command(name, workdir, args)
+      if args.parallel > 1:
+        command = ["taskset", "-c", str(i)] + command
+      log = open(os.path.join(args.workroot, f"{name}.log"), "w")
+      procs.append((name, workdir, time.time(), log,
+                    subprocess.Popen(command, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT)))
+    for name, workdir, start, log, proc in procs:
+      if proc.wait() != 0:
+        sys.exit(f"{name}: training failed; see {log.name}")
+      seconds = time.time() - start
+      done = subprocess.run(evaluate_command(workdir, args), cwd=ROOT,
+                            capture_output=True, text=True)
+      if done.returncode != 0:
+        sys.exit(f"{name}: evaluate failed: {done.stderr[-2000:]}")
+      rows.append(summary(name, workdir, seconds))
+      print(f"{name}: step {rows[-1]['step']}, {seconds:.0f} s", flush=True)
+      if args.out:
+        with open(args.out, "w") as f:
+          json.dump(rows, f, indent=1)
+  print(markdown(rows))
+
+
+if __name__ == "__main__":
+  main()

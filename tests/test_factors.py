@@ -1,0 +1,132 @@
+"""Measured image factors and rung scores against closed forms and sklearn."""
+
+import numpy as np
+import pytest
+
+from vlae_jax import factors
+
+
+def bar(width, length, size=28):
+  """A vertical ink bar of ``width`` x ``length`` pixels, [1, size, size, 1]."""
+  image = np.zeros((1, size, size, 1), np.float32)
+  top, left = (size - length) // 2, (size - width) // 2
+  image[0, top:top + length, left:left + width] = 1.0
+  return image
+
+
+@pytest.mark.parametrize("width,length", [(1, 16), (2, 16), (4, 20), (3, 9)])
+def test_thickness_width_height_of_a_rectangle_are_closed_forms(width, length):
+  f = factors.mnist_factors(bar(width, length))
+  # Area w L over half the perimeter (w + L): the stroke width when L >> w.
+  assert f["thickness"][0] == pytest.approx(width * length / (width + length))
+  assert f["ink"][0] == width * length
+  # A uniform discrete rectangle: std of n consecutive integers.
+  assert f["width"][0] == pytest.approx(np.sqrt((width ** 2 - 1) / 12))
+  assert f["height"][0] == pytest.approx(np.sqrt((length ** 2 - 1) / 12))
+  assert f["inclination"][0] == pytest.approx(0.0)
+
+
+def test_thicker_strokes_measure_thicker_on_the_same_digit_shape():
+  values = [factors.mnist_factors(bar(w, 20))["thickness"][0]
+            for w in (1, 2, 3, 4, 5)]
+  assert np.all(np.diff(values) > 0)
+
+
+@pytest.mark.parametrize("slant", [-0.6, -0.25, 0.3, 0.5])
+def test_inclination_of_a_sheared_line_is_its_shear(slant):
+  image = np.zeros((1, 28, 28, 1), np.float32)
+  for r in range(4, 25):
+    image[0, r, int(round(14 + slant * (14 - r)))] = 1.0  # top leans right
+  assert factors.mnist_factors(image)["inclination"][0] == pytest.approx(
+      slant, abs=0.03)
+
+
+def test_a_blank_image_measures_zero_and_uint8_equals_float():
+  f = factors.mnist_factors(np.zeros((2, 28, 28, 1), np.uint8))
+  for name, values in f.items():
+    np.testing.assert_array_equal(values, 0.0, err_msg=name)
+  image = bar(3, 12)
+  as_uint8 = (image * 255).astype(np.uint8)
+  for name, values in factors.mnist_factors(as_uint8).items():
+    np.testing.assert_allclose(values, factors.mnist_factors(image)[name],
+                               err_msg=name)
+
+
+def test_celeba_factors_of_coloured_and_lit_images():
+  image = np.ones((1, 64, 64, 3), np.float32) * np.array([0.8, 0.5, 0.2],
+                                                         np.float32)
+  f = factors.celeba_factors(image)
+  assert f["brightness"][0] == pytest.approx(0.299 * 0.8 + 0.587 * 0.5
+                                             + 0.114 * 0.2)
+  assert f["warmth"][0] == pytest.approx(0.6)
+  assert f["tint"][0] == pytest.approx(0.0, abs=1e-7)
+  assert f["light_direction"][0] == pytest.approx(0.0)
+  assert f["face_redness"][0] == pytest.approx(0.8 / 1.5)
+  assert f["hair_warmth"][0] == pytest.approx(0.6)
+  lit = np.full((1, 64, 64, 3), 0.2, np.float32)
+  lit[:, :, :32] = 0.9  # light from the image's left
+  assert factors.celeba_factors(lit)["light_direction"][0] == pytest.approx(0.7)
+  hair = np.full((1, 64, 64, 3), 0.5, np.float32)
+  hair[:, :10] = 0.0  # dark hair: the top 15% of rows (the hair box)
+  f = factors.celeba_factors(hair)
+  assert f["hair_luminance"][0] == pytest.approx(0.0, abs=1e-6)
+  assert f["face_luminance"][0] == pytest.approx(0.5)
+
+
+def test_r_squared_and_roc_auc_match_sklearn():
+  from sklearn.metrics import r2_score, roc_auc_score
+  rng = np.random.default_rng(0)
+  truth, pred = rng.normal(size=200), rng.normal(size=200)
+  assert factors.r_squared(truth, pred) == pytest.approx(r2_score(truth, pred))
+  scores = rng.integers(0, 5, 300).astype(float)  # many ties
+  labels = rng.random(300) < 0.3
+  assert factors.roc_auc(scores, labels) == pytest.approx(
+      roc_auc_score(labels, scores))
+  assert np.isnan(factors.roc_auc(scores, np.zeros(300, bool)))
+
+
+def test_scores_find_the_code_that_holds_a_factor():
+  rng = np.random.default_rng(0)
+  value = rng.normal(size=1200)
+  holds = np.stack([value, rng.normal(size=1200)], 1)
+  noise = rng.normal(size=(1200, 2))
+  good = factors.regression_scores(holds[:1000], value[:1000], holds[1000:],
+                                   value[1000:])
+  bad = factors.regression_scores(noise[:1000], value[:1000], noise[1000:],
+                                  value[1000:])
+  assert good["linear"] > 0.999 and good["knn"] > 0.95
+  assert bad["linear"] < 0.05 and bad["knn"] < 0.05
+  labels = (value > 0).astype(int) + (value > 1).astype(int)
+  cls = factors.classification_scores(holds[:1000], labels[:1000],
+                                      holds[1000:], labels[1000:])
+  assert cls["knn"] > 0.95 and cls["linear"] > 0.95
+
+
+def test_verification_pairs_and_auc():
+  ids = np.array([7, 7, 7, 3, 3, 9])
+  a, b, same = factors.verification_pairs(ids, negatives_per_positive=5)
+  assert same.sum() == 4  # 3 pairs of identity 7, 1 of identity 3
+  np.testing.assert_array_equal(ids[a[same]], ids[b[same]])
+  assert np.all(ids[a[~same]] != ids[b[~same]]) and (~same).sum() == 20
+  rng = np.random.default_rng(0)
+  people = np.repeat(np.arange(50), 4)
+  centres = rng.normal(size=(50, 3)) * 5
+  codes = centres[people] + rng.normal(size=(200, 3)) * 0.1
+  assert factors.verification_auc(codes, people)["auc"] > 0.99
+  random = rng.normal(size=(200, 3))
+  assert abs(factors.verification_auc(random, people)["auc"] - 0.5) < 0.1
+
+
+def test_claims_are_judged_by_the_best_rung():
+  table = {"thickness": {"knn_r2": [0.4, 0.1, 0.0]},
+           "inclination": {"knn_r2": [0.1, 0.05, 0.5]},
+           "digit": {"knn_accuracy": [0.2, 0.3, float("nan")]}}
+  verdicts = {v["factor"]: v for v in factors.judge_claims(
+      table, factors.MNIST_CLAIMS, 3)}
+  assert verdicts["thickness"]["held"] is True
+  assert verdicts["inclination"]["held"] is False
+  assert verdicts["inclination"]["best_rung"] == 2
+  assert verdicts["digit"]["held"] is False  # NaN never wins
+  assert verdicts["digit"]["best_rung"] == 1
+  missing = factors.judge_claims({}, factors.MNIST_CLAIMS[:1], 3)[0]
+  assert missing["held"] is None

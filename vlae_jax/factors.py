@@ -1,0 +1,303 @@
+"""Image factors measured from pixels, and how well each rung's code predicts
+them: the paper's per-rung claims as numbers.
+
+Every factor is a documented closed-form function of the image alone (no
+model), so a rung x factor table says which rung's code holds which visible
+property. Images are ``[n, H, W, C]`` floats in [0, 1] (uint8 is scaled).
+
+MNIST (``mnist_factors``), with ink ``x`` (the pixel values), ink mask
+``x > 0.5``, rows ``r`` growing downwards and columns ``c``:
+
+- ``thickness``: ``2 * A / P`` with ``A`` the number of ink pixels and ``P``
+  the number of pixel edges between ink and background (4-neighbourhood). For
+  a stroke of width ``w`` and length ``L >> w``, ``A = w L`` and ``P ~ 2 L``,
+  so this is the stroke width in pixels.
+- ``inclination``: the second-moment shear ``-mu_rc / mu_rr`` of the ink
+  (``mu_rc = sum x (r - r0)(c - c0)``, ``mu_rr = sum x (r - r0)^2``): the
+  horizontal shift of the ink per pixel of height, positive when the top
+  leans right. It is the shear that MNIST deskewing removes.
+- ``ink``: the ink mass ``sum x`` (pixels).
+- ``width``, ``height``: the ink's standard deviation along columns / rows
+  (``sqrt(mu_cc / m)``, ``sqrt(mu_rr / m)``, pixels).
+
+CelebA (``celeba_factors``), on 64x64 aligned crops, luminance
+``Y = 0.299 R + 0.587 G + 0.114 B``; the face region is the central box rows
+[0.35, 0.85) x columns [0.3, 0.7) of the image (cheeks, nose, mouth: skin in
+aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
+
+- lighting: ``brightness`` (mean Y of the image) and ``light_direction``
+  (mean Y of the face region's left half minus its right half);
+- white balance: ``warmth`` (mean R - mean B of the image) and ``tint``
+  (mean G - (mean R + mean B) / 2 of the image);
+- face colour: ``face_redness`` (R / (R + G + B) of the face region, mean) and
+  ``face_luminance`` (mean Y of the face region);
+- hair colour: ``hair_luminance`` (mean Y of the hair region) and
+  ``hair_warmth`` (mean R - mean B of the hair region).
+
+Identity (same-person verification) and expression (Smiling,
+Mouth_Slightly_Open) come from CelebA's labels, not pixels; see ``evaluate``.
+
+How well a rung predicts a factor: ``regression_scores`` fits on train codes
+and scores R^2 on test codes with a k-nearest-neighbour regressor (k = 10,
+standardised codes) and a linear regression; ``classification_scores`` gives
+kNN and logistic-regression accuracy for digit identity.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+KNN_NEIGHBOURS = 10
+
+
+def _as_float(images) -> np.ndarray:
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  return images.astype(np.float32)
+
+
+def mnist_factors(images) -> Dict[str, np.ndarray]:
+  """Per image ``[n]`` factors of ``images [n, H, W, 1]`` (module docstring).
+
+  A blank image gets thickness, inclination, width and height 0.
+  """
+  x = _as_float(images)[..., 0]
+  n, height, width = x.shape
+  mask = x > 0.5
+  area = mask.sum(axis=(1, 2)).astype(np.float64)
+  padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+  edges = (np.sum(padded[:, 1:, :] != padded[:, :-1, :], axis=(1, 2))
+           + np.sum(padded[:, :, 1:] != padded[:, :, :-1], axis=(1, 2)))
+  thickness = np.where(edges > 0, 2.0 * area / np.maximum(edges, 1), 0.0)
+  rows = np.arange(height, dtype=np.float64)[None, :, None]
+  cols = np.arange(width, dtype=np.float64)[None, None, :]
+  mass = x.sum(axis=(1, 2)).astype(np.float64)
+  safe = np.maximum(mass, 1e-12)
+  r0 = (x * rows).sum(axis=(1, 2)) / safe
+  c0 = (x * cols).sum(axis=(1, 2)) / safe
+  dr = rows - r0[:, None, None]
+  dc = cols - c0[:, None, None]
+  mu_rr = (x * dr * dr).sum(axis=(1, 2))
+  mu_cc = (x * dc * dc).sum(axis=(1, 2))
+  mu_rc = (x * dr * dc).sum(axis=(1, 2))
+  blank = mass < 1e-6
+  inclination = np.where(blank | (mu_rr <= 0), 0.0,
+                         -mu_rc / np.maximum(mu_rr, 1e-12))
+  return {
+      "thickness": thickness,
+      "inclination": inclination,
+      "ink": mass,
+      "width": np.where(blank, 0.0, np.sqrt(mu_cc / safe)),
+      "height": np.where(blank, 0.0, np.sqrt(mu_rr / safe)),
+  }
+
+
+def _box(images, rows, cols):
+  h, w = images.shape[1:3]
+  return images[:, round(rows[0] * h):round(rows[1] * h),
+                round(cols[0] * w):round(cols[1] * w)]
+
+
+FACE_BOX = ((0.35, 0.85), (0.3, 0.7))
+HAIR_BOX = ((0.0, 0.15), (0.3, 0.7))
+
+
+def luminance(images: np.ndarray) -> np.ndarray:
+  """``Y = 0.299 R + 0.587 G + 0.114 B`` of ``[..., 3]``: ``[...]``."""
+  weights = np.asarray([0.299, 0.587, 0.114], images.dtype)
+  return images @ weights
+
+
+def celeba_factors(images) -> Dict[str, np.ndarray]:
+  """Per image ``[n]`` factors of RGB ``images [n, H, W, 3]`` (module
+  docstring)."""
+  x = _as_float(images)
+  mean = lambda a, axes: a.mean(axis=axes, dtype=np.float64)
+  mean_rgb = mean(x, (1, 2))
+  face = _box(x, *FACE_BOX)
+  hair = _box(x, *HAIR_BOX)
+  face_y = luminance(face)
+  half = face.shape[2] // 2
+  face_rgb = mean(face, (1, 2))
+  hair_rgb = mean(hair, (1, 2))
+  chroma = face[..., 0] / np.maximum(face.sum(axis=-1), 1e-6)
+  return {
+      "brightness": luminance(mean_rgb),
+      "light_direction": (mean(face_y[:, :, :half], (1, 2))
+                          - mean(face_y[:, :, half:], (1, 2))),
+      "warmth": mean_rgb[:, 0] - mean_rgb[:, 2],
+      "tint": mean_rgb[:, 1] - (mean_rgb[:, 0] + mean_rgb[:, 2]) / 2,
+      "face_redness": mean(chroma, (1, 2)),
+      "face_luminance": luminance(face_rgb),
+      "hair_luminance": luminance(hair_rgb),
+      "hair_warmth": hair_rgb[:, 0] - hair_rgb[:, 2],
+  }
+
+
+def _standardised(train_codes, test_codes):
+  mean = train_codes.mean(axis=0)
+  std = train_codes.std(axis=0) + 1e-8
+  return (train_codes - mean) / std, (test_codes - mean) / std
+
+
+def r_squared(truth: np.ndarray, predicted: np.ndarray) -> float:
+  """``1 - SSE / SST`` on the scored rows (negative: worse than the mean)."""
+  truth = np.asarray(truth, np.float64)
+  total = np.sum((truth - truth.mean()) ** 2)
+  if total <= 0:
+    return float("nan")
+  return float(1.0 - np.sum((truth - predicted) ** 2) / total)
+
+
+def regression_scores(train_codes, train_values, test_codes, test_values
+                      ) -> Dict[str, float]:
+  """Test R^2 of a kNN (k = 10) and a linear regression from codes
+  ``[n, dim]`` to one factor ``[n]``, fitted on the train rows."""
+  from sklearn.linear_model import LinearRegression
+  from sklearn.neighbors import KNeighborsRegressor
+  train_codes, test_codes = _standardised(np.asarray(train_codes, np.float64),
+                                          np.asarray(test_codes, np.float64))
+  knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, len(
+      train_codes))).fit(train_codes, train_values)
+  linear = LinearRegression().fit(train_codes, train_values)
+  return {"knn": r_squared(test_values, knn.predict(test_codes)),
+          "linear": r_squared(test_values, linear.predict(test_codes))}
+
+
+def classification_scores(train_codes, train_labels, test_codes, test_labels,
+                          seed: int = 0) -> Dict[str, float]:
+  """Test accuracy of a kNN (k = 10) and a logistic-regression classifier
+  from codes ``[n, dim]`` to integer labels ``[n]``."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.neighbors import KNeighborsClassifier
+  train_codes, test_codes = _standardised(np.asarray(train_codes, np.float64),
+                                          np.asarray(test_codes, np.float64))
+  knn = KNeighborsClassifier(n_neighbors=min(KNN_NEIGHBOURS, len(
+      train_codes))).fit(train_codes, train_labels)
+  linear = LogisticRegression(max_iter=1000, random_state=seed).fit(
+      train_codes, train_labels)
+  return {"knn": float(np.mean(knn.predict(test_codes) == test_labels)),
+          "linear": float(np.mean(linear.predict(test_codes) == test_labels))}
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+  """Area under the ROC curve of ``scores`` for boolean ``positive``: the
+  probability that a random positive outscores a random negative (ties
+  count half). NaN without both classes."""
+  scores = np.asarray(scores, np.float64)
+  positive = np.asarray(positive, bool)
+  n_pos, n_neg = positive.sum(), (~positive).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  order = np.argsort(scores, kind="mergesort")
+  ranks = np.empty(len(scores), np.float64)
+  sorted_scores = scores[order]
+  # Average ranks over ties.
+  boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+  starts = np.concatenate([[0], boundaries])
+  ends = np.concatenate([boundaries, [len(scores)]])
+  for s, e in zip(starts, ends):
+    ranks[order[s:e]] = (s + e + 1) / 2.0
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2)
+               / (n_pos * n_neg))
+
+
+def verification_pairs(identities: np.ndarray, negatives_per_positive: int = 10,
+                       seed: int = 0):
+  """Index pairs ``(a [p], b [p], same [p])``: every same-identity pair of
+  the rows, plus ``negatives_per_positive`` times as many random
+  different-identity pairs."""
+  identities = np.asarray(identities)
+  first, second = [], []
+  order = np.argsort(identities, kind="mergesort")
+  sorted_ids = identities[order]
+  boundaries = np.flatnonzero(np.diff(sorted_ids)) + 1
+  for group in np.split(order, boundaries):
+    for i in range(len(group)):
+      for j in range(i + 1, len(group)):
+        first.append(group[i])
+        second.append(group[j])
+  positives = len(first)
+  rng = np.random.default_rng(seed)
+  wanted = negatives_per_positive * max(positives, 1)
+  neg_a, neg_b = [], []
+  while len(neg_a) < wanted and len(identities) > 1:
+    a = rng.integers(0, len(identities), wanted)
+    b = rng.integers(0, len(identities), wanted)
+    keep = identities[a] != identities[b]
+    neg_a.extend(a[keep])
+    neg_b.extend(b[keep])
+  neg_a, neg_b = neg_a[:wanted], neg_b[:wanted]
+  a = np.asarray(first + list(neg_a), np.int64)
+  b = np.asarray(second + list(neg_b), np.int64)
+  same = np.concatenate([np.ones(positives, bool), np.zeros(len(neg_a), bool)])
+  return a, b, same
+
+
+def verification_auc(codes: np.ndarray, identities: np.ndarray,
+                     seed: int = 0) -> Dict[str, float]:
+  """Same-person verification from one rung's codes ``[n, dim]``: ROC AUC of
+  the negative Euclidean distance between standardised codes, over every
+  same-identity pair and 10x as many different-identity pairs."""
+  a, b, same = verification_pairs(identities, seed=seed)
+  if not same.any():
+    return {"auc": float("nan"), "same_pairs": 0}
+  codes = np.asarray(codes, np.float64)
+  codes = (codes - codes.mean(axis=0)) / (codes.std(axis=0) + 1e-8)
+  distance = np.linalg.norm(codes[a] - codes[b], axis=1)
+  return {"auc": roc_auc(-distance, same), "same_pairs": int(same.sum())}
+
+
+def best_rung(scores: Sequence[float]) -> int:
+  """The rung with the highest finite score (-1 if none)."""
+  values = np.asarray(scores, np.float64)
+  if not np.isfinite(values).any():
+    return -1
+  return int(np.nanargmax(np.where(np.isfinite(values), values, -np.inf)))
+
+
+# The paper's claims (seed, Figs. 2 and 3) as (factor, metric, rung) checks:
+# "held" when that rung scores best of all rungs on that factor. Rungs are
+# counted from the bottom; -1 is the top rung.
+MNIST_CLAIMS = (
+    ("stroke width lives in the bottom rung", "thickness", "knn_r2", 0),
+    ("inclination lives in the middle rung", "inclination", "knn_r2", 1),
+    ("digit identity lives in the top rung", "digit", "knn_accuracy", -1),
+)
+CELEBA_CLAIMS = (
+    ("lighting lives in the bottom rung", "brightness", "knn_r2", 0),
+    ("white balance lives in the bottom rung", "warmth", "knn_r2", 0),
+    ("hair and face colour live in the second rung", "hair_luminance",
+     "knn_r2", 1),
+    ("face colour lives in the second rung", "face_redness", "knn_r2", 1),
+    ("identity lives in the third rung", "identity", "verification_auc", 2),
+    ("expression lives in the top rung", "Smiling", "balanced_accuracy", -1),
+)
+
+
+def judge_claims(table: Dict[str, Dict[str, List[float]]], claims, num_rungs
+                 ) -> List[Dict]:
+  """One verdict per claim: the rung each factor is best predicted by.
+
+  ``table[factor][metric]`` is a per-rung list of scores. A claim about rung
+  r holds when r scores highest; the verdict names the scores.
+  """
+  verdicts = []
+  for text, factor, metric, rung in claims:
+    scores = table.get(factor, {}).get(metric)
+    if scores is None:
+      verdicts.append({"claim": text, "factor": factor, "metric": metric,
+                       "held": None, "why": "not measured"})
+      continue
+    want = rung % num_rungs
+    best = best_rung(scores)
+    verdicts.append({
+        "claim": text, "factor": factor, "metric": metric,
+        "expected_rung": want, "best_rung": best,
+        "scores": [None if not np.isfinite(s) else round(float(s), 4)
+                   for s in scores],
+        "held": bool(best == want) if best >= 0 else None})
+  return verdicts
