@@ -198,14 +198,13 @@ def writable_output_dir(mode, workdir):
 
 
 def run_mode(mode, config, workdir):
-  from vlae_jax import analysis, configuration, evaluate, train
+  from vlae_jax import analysis, evaluate, train
   rungs = int_list("rungs", FLAGS.rungs)
   out_dir = None
   if mode != "train":
     out_dir = writable_output_dir(mode, workdir)
   images = int_list("images", FLAGS.images)
   if mode == "train":
-    configuration.validate(config)
     state = train.train_and_evaluate(config, workdir,
                                      FLAGS.allow_config_change)
     if int(state.step) >= config.num_train_steps:  # not stopped by a signal
@@ -325,7 +324,7 @@ def parse_flags(argv):
     config_error(e)
   except Exception as e:  # pylint: disable=broad-except
     config_file_error(argv, e)
-  except SystemExit as e:  # absl exits 1 after printing help
+  except SystemExit:  # absl exits 1 after printing help
     if any(a in ("--help", "-h", "--helpfull", "-?", "--helpshort")
            for a in argv[1:]):
       sys.exit(0)

@@ -24,9 +24,9 @@ import jax, numpy as np
 sys.path.insert(0, {root!r})
 jax.config.update("jax_compilation_cache_dir", {cache!r})
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-from vlae_jax import input_pipeline, parallel, train
+from vlae_jax import datasets, parallel, train
 config = importlib.import_module("configs.{name}").get_config()
-shape = input_pipeline.image_shape(config)
+shape = datasets.image_shape(config)
 model = train.create_model(config, shape)
 state = train.create_train_state(config, model)
 batch = {{"image": np.zeros((config.batch_size,) + shape, np.float32),

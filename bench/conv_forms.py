@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
-from vlae_jax import convolutions, flops, input_pipeline  # pylint: disable=g-import-not-at-top
+from vlae_jax import convolutions, datasets, flops  # pylint: disable=g-import-not-at-top
 
 
 def layer_step(layer, form, batch, input_grad):
@@ -81,7 +81,7 @@ def main():
   layers = []
   for name in args.configs.split(","):
     config = importlib.import_module(f"configs.{name}").get_config()
-    shape = input_pipeline.image_shape(config)
+    shape = datasets.image_shape(config)
     for i, layer in enumerate(l for l in flops.layer_table(config.model, shape)
                               if l.kind in ("conv", "deconv")):
       forms = (convolutions.CONV_FORMS if layer.kind == "conv"

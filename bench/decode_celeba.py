@@ -3,7 +3,7 @@
     python bench/decode_celeba.py [--data_dir ../shared/data/celeba]
         [--workers 1,2] [--images 4000] [--repeats 2]
 
-Times ``input_pipeline.decode_celeba`` (open, decode, crop 108/178, resize to
+Times ``datasets.decode_celeba`` (open, decode, crop 108/178, resize to
 64x64) on the first ``--images`` full-size (178x218) JPEGs of an official-layout folder, with the
 worker counts interleaved (1, 2, 1, 2, ...), and checks every count gives the
 same bytes. Prints images/s per count, the speed-up, and the projected time of
@@ -20,7 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets  # pylint: disable=g-import-not-at-top
 
 FULL_FIRST_RUN = 162_770 + 19_962  # train + test images of full CelebA
 
@@ -53,14 +53,14 @@ def main():
   for _ in range(args.repeats):
     for workers in counts:
       start = time.perf_counter()
-      images, keep = input_pipeline.decode_celeba(paths, 64, paths, "decode",
+      images, keep = datasets.decode_celeba(paths, 64, paths, "decode",
                                                   workers)
       seconds[workers].append(time.perf_counter() - start)
       assert len(keep) == len(paths)
       if reference is None:
         reference = images
       assert (images == reference).all(), "worker count changed the pixels"
-  cores = input_pipeline.default_decode_workers()
+  cores = datasets.default_decode_workers()
   rows = []
   base = statistics.median(seconds[counts[0]])
   print(f"{len(paths)} JPEGs from {folder}; {cores} cores here")

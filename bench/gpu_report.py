@@ -88,8 +88,8 @@ def synthetic_batch(config, shape, seed):
 def throughput(config, steps, windows):
   """Compile time and images/s of the jitted step on a fixed device batch."""
   import jax
-  from vlae_jax import flops, input_pipeline, train
-  shape = input_pipeline.image_shape(config)
+  from vlae_jax import datasets, flops, train
+  shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   state = train.create_train_state(config, model)
   batch = jax.device_put(synthetic_batch(config, shape, 0))
@@ -117,8 +117,8 @@ def determinism(config, steps):
   """Two runs of ``steps`` steps from one seed: are the params bitwise equal?"""
   import jax
   import numpy as np
-  from vlae_jax import input_pipeline, train
-  shape = input_pipeline.image_shape(config)
+  from vlae_jax import datasets, train
+  shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)

@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import celeba, mnist  # pylint: disable=g-import-not-at-top
-from vlae_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, input_pipeline  # pylint: disable=g-import-not-at-top
 
 
 def stream_rate(split, batch_size, batches):
@@ -35,16 +35,16 @@ def stream_rate(split, batch_size, batches):
 def cold_rate(config, limit):
   start = time.perf_counter()
   if config.dataset == "celeba":
-    names, _, _ = input_pipeline.celeba_index(config.data_dir, "test")
+    names, _, _ = datasets.celeba_index(config.data_dir, "test")
     names = names[:limit]
     from PIL import Image
     image_dir = os.path.join(config.data_dir, "img_align_celeba")
     for name in names:
       with Image.open(os.path.join(image_dir, name)) as im:
-        input_pipeline.celeba_crop_and_resize(im, config.image_size)
+        datasets.celeba_crop_and_resize(im, config.image_size)
     count = len(names)
   else:
-    count = len(input_pipeline.read_split(config, "train"))
+    count = len(datasets.read_split(config, "train"))
   return count / (time.perf_counter() - start)
 
 
@@ -72,7 +72,7 @@ def main():
     config.data_dir = os.path.abspath(folder)
     config.cache_dir = tempfile.mkdtemp() if name == "mnist" else ""
     cold = cold_rate(config, limit=600)
-    split = input_pipeline.load_split(config, "train")  # cached after this
+    split = datasets.load_split(config, "train")  # cached after this
     cached = stream_rate(split, config.batch_size, args.batches)
     step = step_rates.get(name, float("nan"))
     rows.append({"data": name, "cold_images_per_second": cold,

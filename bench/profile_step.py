@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 
 def timed(fn, *args, repeats=5):
@@ -47,7 +47,7 @@ def main():
   args = parser.parse_args()
   config = importlib.import_module(f"configs.{args.config}").get_config()
   config.batch_size = args.batch
-  shape = input_pipeline.image_shape(config)
+  shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   state = train.create_train_state(config, model)
   images = jnp.asarray(np.random.default_rng(0).uniform(

@@ -38,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
-from vlae_jax import flops, input_pipeline, models, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, flops, models, train  # pylint: disable=g-import-not-at-top
 
 
 def _norm(shape, norm):
@@ -215,7 +215,7 @@ def main():
                       help="PyTorch threads (0: every core)")
   parser.add_argument("--out", default="docs/torch_reference.json")
   args = parser.parse_args()
-  torch.set_num_threads(args.threads or input_pipeline.default_decode_workers())
+  torch.set_num_threads(args.threads or datasets.default_decode_workers())
   torch.manual_seed(0)
   results = {"device": jax.devices()[0].device_kind,
              "torch": torch.__version__, "jax": jax.__version__,
@@ -223,7 +223,7 @@ def main():
   for name in args.configs.split(","):
     config = importlib.import_module(f"configs.{name}").get_config()
     config.batch_size = args.batch
-    shape = input_pipeline.image_shape(config)
+    shape = datasets.image_shape(config)
     torch_model, torch_step = torch_step_fn(config, shape)
     count = sum(p.numel() for p in torch_model.parameters())
     ours_count = jax_parameter_count(config, shape)

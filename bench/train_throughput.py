@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import compile_with_cost, matmul_peak  # pylint: disable=g-import-not-at-top
-from vlae_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 
 def memory_limit():
@@ -42,7 +42,7 @@ def memory_limit():
 
 def step_bytes(config):
   """Peak bytes of the compiled step at config.batch_size (no run)."""
-  shape = input_pipeline.image_shape(config)
+  shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   state = jax.eval_shape(lambda: train.create_train_state(config, model))
   batch = {"image": jax.ShapeDtypeStruct((config.batch_size,) + shape,
@@ -67,7 +67,7 @@ def largest_batch(config, cap):
 
 
 def measure(config, steps):
-  shape = input_pipeline.image_shape(config)
+  shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   state = train.create_train_state(config, model)
   rng = np.random.default_rng(0)

@@ -28,7 +28,7 @@ def main():
   assert runtime.initialize_distributed("auto") is True
   import numpy as np
   from conftest import tiny_config
-  from vlae_jax import input_pipeline, parallel, train
+  from vlae_jax import datasets, input_pipeline, parallel, train
   config = tiny_config()
   model = train.create_model(config)
   mesh = parallel.make_mesh()
@@ -37,7 +37,7 @@ def main():
                          parallel.replicated(mesh))
   step = train.make_train_step(config, model, mesh)
   stream = input_pipeline.train_stream(
-      input_pipeline.read_digits("train"), config.batch_size, config.seed,
+      datasets.read_digits("train"), config.batch_size, config.seed,
       shard_index=jax.process_index(), num_shards=jax.process_count())
   losses = []
   for _ in range(3):

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from conftest import ROOT, tiny_config
-from vlae_jax import input_pipeline, parallel, train
+from vlae_jax import datasets, input_pipeline, parallel, train
 
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 
@@ -47,7 +47,7 @@ def test_two_processes_train_like_one(tmp_path):
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = train.create_train_state(config, model)
   step = train.make_train_step(config, model, mesh)
-  stream = input_pipeline.train_stream(input_pipeline.read_digits("train"),
+  stream = input_pipeline.train_stream(datasets.read_digits("train"),
                                        config.batch_size, config.seed)
   losses = []
   for _ in range(3):

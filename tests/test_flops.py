@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import celeba, mnist
-from vlae_jax import flops, input_pipeline
+from vlae_jax import datasets, flops
 
 
 def xla_flops(fn, *shapes):
@@ -71,7 +71,7 @@ def test_encoder_forward_matches_xla_on_the_real_model():
   from vlae_jax import models
   config = celeba.get_config()
   config.model.norm = "none"  # XLA also counts batch norm's elementwise work
-  shape = input_pipeline.image_shape(config)
+  shape = datasets.image_shape(config)
   model = models.model_from_config(config.model, shape)
   variables = model.init({"params": jax.random.PRNGKey(0),
                           "noise": jax.random.PRNGKey(1)},

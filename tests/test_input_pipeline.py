@@ -7,12 +7,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import CELEBA_DIR, MNIST_DIR, needs_celeba, needs_mnist, tiny_config
-from vlae_jax import input_pipeline
+from vlae_jax import datasets, input_pipeline
 
 
 def test_digits_split_and_value_range():
-  train = input_pipeline.read_digits("train")
-  test = input_pipeline.read_digits("test")
+  train = datasets.read_digits("train")
+  test = datasets.read_digits("test")
   assert len(train) + len(test) == 1797 and len(test) == 297
   batch = train.batch(np.arange(10))
   assert batch["image"].shape == (10, 8, 8, 1)
@@ -24,8 +24,8 @@ def test_digits_split_and_value_range():
 @needs_mnist
 def test_local_mnist_idx_files():
   config = tiny_config(dataset="mnist", data_dir=MNIST_DIR)
-  train = input_pipeline.read_split(config, "train")
-  test = input_pipeline.read_split(config, "test")
+  train = datasets.read_split(config, "train")
+  test = datasets.read_split(config, "test")
   assert train.images.shape == (60000, 28, 28, 1)
   assert test.images.shape == (10000, 28, 28, 1)
   # The well-known first labels of each file.
@@ -40,7 +40,7 @@ def test_local_mnist_idx_files():
 def test_local_celeba_index_counts_and_attributes():
   counts = {}
   for split in ("train", "validation", "test"):
-    names, labels, attribute_names = input_pipeline.celeba_index(CELEBA_DIR,
+    names, labels, attribute_names = datasets.celeba_index(CELEBA_DIR,
                                                                  split)
     counts[split] = len(names)
     assert labels.shape == (len(names), 40)
@@ -48,7 +48,7 @@ def test_local_celeba_index_counts_and_attributes():
   assert counts == {"train": 14283, "validation": 780, "test": 660}
   assert attribute_names[:3] == ["5_o_Clock_Shadow", "Arched_Eyebrows",
                                  "Attractive"]
-  names, labels, attribute_names = input_pipeline.celeba_index(CELEBA_DIR,
+  names, labels, attribute_names = datasets.celeba_index(CELEBA_DIR,
                                                                "train")
   row = labels[names.index("000001.jpg")]
   # 000001.jpg: -1 1 1 -1 ... in list_attr_celeba.txt; Smiling (col 32) is 1.
@@ -65,7 +65,7 @@ def test_celeba_crop_follows_each_images_own_width():
                      )[:40]:
     with Image.open(os.path.join(CELEBA_DIR, "img_align_celeba", name)) as im:
       sizes.add(im.size)
-      out = input_pipeline.celeba_crop_and_resize(im, 64)
+      out = datasets.celeba_crop_and_resize(im, 64)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
   assert sizes <= {(178, 218), (89, 109)}
   # A half-scale copy gives (nearly) the same 64x64 crop as the full image.
@@ -73,8 +73,8 @@ def test_celeba_crop_follows_each_images_own_width():
                                "000001.jpg")) as im:
     full = im.convert("RGB")
   half = full.resize((89, 109), Image.BILINEAR)
-  a = input_pipeline.celeba_crop_and_resize(full, 64).astype(float)
-  b = input_pipeline.celeba_crop_and_resize(half, 64).astype(float)
+  a = datasets.celeba_crop_and_resize(full, 64).astype(float)
+  b = datasets.celeba_crop_and_resize(half, 64).astype(float)
   assert np.abs(a - b).mean() < 12
 
 
@@ -98,12 +98,12 @@ def test_celeba_reader_on_a_small_official_layout(tmp_path):
   (root / "list_attr_celeba.txt").write_text("\r\n".join(attr) + "\r\n")
   (root / "list_eval_partition.txt").write_text(
       "\n".join(f"{n} {0 if i < 3 else 2}" for i, n in enumerate(names)))
-  train = input_pipeline.read_celeba_folder(str(root), "train", 16)
+  train = datasets.read_celeba_folder(str(root), "train", 16)
   assert train.images.shape == (3, 16, 16, 3)
   np.testing.assert_array_equal(train.labels[1], [(1 + j) % 3 == 0
                                                   for j in range(40)])
-  with pytest.raises(input_pipeline.DataError, match="no readable CelebA"):
-    input_pipeline.read_celeba_folder(str(root), "test", 16)  # only the bad one
+  with pytest.raises(datasets.DataError, match="no readable CelebA"):
+    datasets.read_celeba_folder(str(root), "test", 16)  # only the bad one
 
 
 @pytest.fixture
@@ -111,14 +111,14 @@ def mocked_download(monkeypatch):
   """mock_data fakes TFDS's download and preparation; the project's offline
   probe of the download hosts would test this machine's network instead
   (tests/test_faults.py tests it, and TFDS's real builder, for real)."""
-  monkeypatch.setattr(input_pipeline, "unreachable_download_hosts",
+  monkeypatch.setattr(datasets, "unreachable_download_hosts",
                       lambda urls, timeout=5.0: [])
 
 
 def test_tfds_mnist_route_under_mock_data(tmp_path, mocked_download):
   config = tiny_config(dataset="mnist", data_dir="")
   with tfds.testing.mock_data(num_examples=24):
-    split = input_pipeline.read_split(config, "train")
+    split = datasets.read_split(config, "train")
   assert split.images.shape == (24, 28, 28, 1)
   assert split.images.dtype == np.uint8 and split.labels.shape == (24,)
 
@@ -126,7 +126,7 @@ def test_tfds_mnist_route_under_mock_data(tmp_path, mocked_download):
 def test_tfds_celeba_route_under_mock_data(tmp_path, mocked_download):
   config = tiny_config(dataset="celeba", data_dir="", image_size=32)
   with tfds.testing.mock_data(num_examples=6):
-    split = input_pipeline.read_split(config, "test")
+    split = datasets.read_split(config, "test")
   assert split.images.shape == (6, 32, 32, 3)
   assert split.labels.shape == (6, 40) and split.label_key == "attributes"
   assert "Smiling" in split.label_names
@@ -135,15 +135,15 @@ def test_tfds_celeba_route_under_mock_data(tmp_path, mocked_download):
 def test_cache_is_written_once_and_read_back(tmp_path, mocked_download):
   config = tiny_config(tmp_path, dataset="mnist", data_dir="")
   with tfds.testing.mock_data(num_examples=10):
-    first = input_pipeline.load_split(config, "test")
+    first = datasets.load_split(config, "test")
   # Outside mock_data a TFDS read would fail here: the cache must serve it.
-  second = input_pipeline.load_split(config, "test")
+  second = datasets.load_split(config, "test")
   np.testing.assert_array_equal(first.images, second.images)
   np.testing.assert_array_equal(first.labels, second.labels)
 
 
 def test_stream_is_a_pure_function_of_seed_and_step():
-  data = input_pipeline.read_digits("test")  # 297 images
+  data = datasets.read_digits("test")  # 297 images
   batch = 64
   stream = input_pipeline.train_stream(data, batch, seed=3)
   batches = [next(stream) for _ in range(14)]
@@ -163,7 +163,7 @@ def test_stream_is_a_pure_function_of_seed_and_step():
 
 
 def test_eval_batches_pad_the_last_batch_and_count_valid_rows():
-  data = input_pipeline.read_digits("test")
+  data = datasets.read_digits("test")
   out = list(input_pipeline.eval_batches(data, 100))
   assert [v for _, v in out] == [100, 100, 97]
   assert all(b["image"].shape == (100, 8, 8, 1) for b, _ in out)
@@ -177,8 +177,8 @@ def test_eval_batches_pad_the_last_batch_and_count_valid_rows():
      "img_align_celeba is missing"),
 ])
 def test_bad_data_folders_give_clear_errors(tmp_path, make, match):
-  with pytest.raises(input_pipeline.DataError, match=match):
-    input_pipeline.read_split(make(tmp_path), "train")
+  with pytest.raises(datasets.DataError, match=match):
+    datasets.read_split(make(tmp_path), "train")
 
 
 @needs_celeba
@@ -186,9 +186,9 @@ def test_parallel_decode_equals_serial_and_reports_progress(capsys):
   folder = os.path.join(CELEBA_DIR, "img_align_celeba")
   paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:160]]
   paths.insert(7, os.path.join(folder, "missing.jpg"))  # skipped, named
-  serial, kept_serial = input_pipeline.decode_celeba(
+  serial, kept_serial = datasets.decode_celeba(
       paths, 32, paths, "decoding test", workers=1, chunk=40)
-  parallel, kept_parallel = input_pipeline.decode_celeba(
+  parallel, kept_parallel = datasets.decode_celeba(
       paths, 32, paths, "decoding test", workers=2, chunk=40,
       progress_every=0.0)
   assert kept_serial == kept_parallel == [i for i in range(161) if i != 7]
@@ -198,7 +198,7 @@ def test_parallel_decode_equals_serial_and_reports_progress(capsys):
   from PIL import Image
   with Image.open(paths[0]) as im:
     np.testing.assert_array_equal(
-        serial[0], input_pipeline.celeba_crop_and_resize(im, 32))
+        serial[0], datasets.celeba_crop_and_resize(im, 32))
   out = capsys.readouterr().out
   progress = [l for l in out.splitlines() if l.startswith("decoding test: ")]
   assert any("images/s, ETA" in l and "/161 (" in l for l in progress), out

@@ -11,10 +11,10 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     assert jax.device_count() == 2, jax.devices()
     from conftest import tiny_config
-    from vlae_jax import input_pipeline, parallel, train
+    from vlae_jax import datasets, parallel, train
     config = tiny_config()
     model = train.create_model(config)
-    batch = input_pipeline.read_digits("train").batch(np.arange(16))
+    batch = datasets.read_digits("train").batch(np.arange(16))
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
       mesh = parallel.make_mesh(devices)

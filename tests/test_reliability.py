@@ -29,7 +29,7 @@ def final_params(workdir):
 
 
 def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
-  args = TINY + ["--config.num_train_steps=400", "--config.checkpoint_every=40",
+  args = TINY + ["--config.num_train_steps=200", "--config.checkpoint_every=40",
                  "--config.log_every=20", "--config.eval_every=10000",
                  "--config.image_every=10000"]
   reference = run_main(f"--workdir={tmp_path / 'a'}", *args)
@@ -45,12 +45,12 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
   proc.wait()
   killed_at = sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints")
                      if s.isdigit())
-  assert killed_at and killed_at[-1] < 400
+  assert killed_at and killed_at[-1] < 200
   rerun = run_main(f"--workdir={tmp_path / 'b'}", *args)
   assert rerun.returncode == 0, rerun.stdout[-2000:]
   step_a, params_a = final_params(tmp_path / "a")
   step_b, params_b = final_params(tmp_path / "b")
-  assert step_a == step_b == 400
+  assert step_a == step_b == 200
   jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
 
 
@@ -191,11 +191,11 @@ def test_bad_celeba_folders_are_one_line_exit_2(tmp_path):
 
 
 def test_unreadable_jpegs_are_skipped_with_their_names(tmp_path, caplog):
-  from vlae_jax import input_pipeline
+  from vlae_jax import datasets
   write_bad_celeba(tmp_path / "c", "none")
   bad = tmp_path / "c" / "img_align_celeba" / "000002.jpg"
   bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
-  split = input_pipeline.read_celeba_folder(str(tmp_path / "c"), "train", 64)
+  split = datasets.read_celeba_folder(str(tmp_path / "c"), "train", 64)
   assert len(split) == 3  # 4 train images, one unreadable
   assert "000002.jpg" in caplog.text
   assert "were enlarged" in caplog.text  # 89-wide images: 54-px crops -> 64

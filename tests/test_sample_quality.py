@@ -44,9 +44,9 @@ def test_resampling_shift_is_zero_for_no_change_and_about_one_for_a_swap():
 
 @needs_mnist
 def test_the_feature_classifier_learns_real_mnist():
-  from vlae_jax import input_pipeline
-  train = input_pipeline.read_mnist_idx(MNIST_DIR, "train")
-  test = input_pipeline.read_mnist_idx(MNIST_DIR, "test")
+  from vlae_jax import datasets
+  train = datasets.read_mnist_idx(MNIST_DIR, "train")
+  test = datasets.read_mnist_idx(MNIST_DIR, "test")
   model, params = sample_quality.train_classifier(
       train.images[:20000], train.labels[:20000], steps=300)
   feats, logits = sample_quality.features(model, params, test.images[:2000])

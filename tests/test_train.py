@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from vlae_jax import checkpoints, input_pipeline, train
+from vlae_jax import checkpoints, datasets, train
 
 
 def setup(config):
@@ -21,7 +21,7 @@ def setup(config):
 
 
 def fixed_batch(config, size=None):
-  data = input_pipeline.load_split(config, "train")
+  data = datasets.load_split(config, "train")
   return data.batch(np.arange(size or config.batch_size))
 
 

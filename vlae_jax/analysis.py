@@ -6,99 +6,26 @@ and writes PNG/GIF files under ``<workdir>/figures/`` (or ``out_dir``).
 
 from __future__ import annotations
 
-import functools
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from vlae_jax import checkpoints, experiment, plotting
+from vlae_jax import plotting
+from vlae_jax.experiment import load_experiment  # noqa: F401
+# The chunked inference path (one home: inference.py), used by every mode.
+from vlae_jax.inference import (decode_images, encode_means,  # noqa: F401
+                                prior_codes, reconstruct, variables_of)
 
 
 class AnalysisError(ValueError):
   """A bad analysis request (rung, index, radius); the message says the fix."""
 
 
-def variables_of(state) -> Dict:
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return variables
-
-
 def figures_dir(workdir: str) -> str:
   """Where the figure modes write unless given ``out_dir``."""
   return os.path.join(workdir, "figures")
-
-
-def load_experiment(workdir: str):
-  """``(config, model, state)`` of a workdir's newest valid checkpoint.
-
-  Raises ``WorkdirError`` (one line, with the fix) when there is none.
-  """
-  config = checkpoints.load_config(workdir)
-  model = experiment.create_model(config)
-  abstract = jax.eval_shape(lambda: experiment.create_train_state(config, model))
-  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-    raise checkpoints.WorkdirError(
-        f"workdir {workdir!r} has no checkpoint; train first with "
-        f"`python main.py --workdir={workdir}`.")
-  manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
-                                     read_only=True)
-  try:
-    state = checkpoints.restore_latest(manager, abstract)
-  finally:
-    manager.close()
-  if state is None:
-    raise checkpoints.WorkdirError(
-        f"workdir {workdir!r} has no readable checkpoint; train first with "
-        f"`python main.py --workdir={workdir}`.")
-  return config, model, state
-
-
-def prior_codes(model, key, count: int) -> List[jax.Array]:
-  """Per rung ``[count, dim]`` draws from N(0, I), one key per rung."""
-  return [jax.random.normal(jax.random.fold_in(key, l), (count, d))
-          for l, d in enumerate(model.latent_dims)]
-
-
-# Flax modules hash by their fields, so these compile once per model shape.
-@functools.partial(jax.jit, static_argnums=0)
-def _decode(model, variables, codes):
-  return jax.nn.sigmoid(model.apply(variables, codes, train=False,
-                                    method=model.decode))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _encode_means(model, variables, images):
-  return model.apply(variables, images, train=False, sample=False,
-                     method=model.encode)[0]
-
-
-def decode_images(model, variables, codes: Sequence[jax.Array],
-                  batch_size: int = 256) -> np.ndarray:
-  """Images ``[n, H, W, C]`` in [0, 1] from per-rung codes ``[n, dim]``."""
-  count = codes[0].shape[0]
-  out = [np.asarray(_decode(model, variables,
-                            [jnp.asarray(c[i:i + batch_size]) for c in codes]))
-         for i in range(0, count, batch_size)]
-  return np.concatenate(out)
-
-
-def encode_means(model, variables, images, batch_size: int = 256
-                 ) -> List[np.ndarray]:
-  """Per rung posterior means ``[n, dim]`` of images ``[n, H, W, C]``."""
-  chunks = [_encode_means(model, variables, jnp.asarray(images[i:i + batch_size]))
-            for i in range(0, len(images), batch_size)]
-  return [np.concatenate([np.asarray(c[l]) for c in chunks])
-          for l in range(model.num_rungs)]
-
-
-def reconstruct(model, variables, images) -> np.ndarray:
-  """Decoded posterior means of ``images [n, H, W, C]``: ``[n, H, W, C]``."""
-  return decode_images(model, variables, encode_means(model, variables, images))
 
 
 def _tile_codes(base: Sequence[np.ndarray], count: int) -> List[np.ndarray]:
@@ -241,9 +168,9 @@ def reconstruct_figure(workdir: str, count: int = 16, start: int = 0,
   The images are ``count`` consecutive test images from index ``start``,
   reconstructed from their posterior means.
   """
-  from vlae_jax import input_pipeline
+  from vlae_jax import datasets
   config, model, state = load_experiment(workdir)
-  test = input_pipeline.load_split(config, "test")
+  test = datasets.load_split(config, "test")
   if count < 1 or not 0 <= start or start + count > len(test):
     raise AnalysisError(f"images {start}..{start + count - 1} are outside the "
                      f"test split (0..{len(test) - 1}).")
@@ -264,8 +191,8 @@ def parse_rungs(model, rungs: Optional[Sequence[int]]) -> List[int]:
 
 
 def _test_images(config, indices: Sequence[int]):
-  from vlae_jax import input_pipeline
-  test = input_pipeline.load_split(config, "test")
+  from vlae_jax import datasets
+  test = datasets.load_split(config, "test")
   for i in indices:
     if not 0 <= i < len(test):
       raise AnalysisError(f"image index {i} is outside the test split "
@@ -369,10 +296,10 @@ def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
   originals, their reconstructions, and the edits (in ``rungs``: one row with
   all of them, then one row per rung).
   """
-  from vlae_jax import input_pipeline
+  from vlae_jax import datasets
   config, model, state = load_experiment(workdir)
   rungs = parse_rungs(model, rungs)
-  train_split = input_pipeline.load_split(config, "train")
+  train_split = datasets.load_split(config, "train")
   if train_split.label_key != "attributes":
     raise AnalysisError(f"dataset {config.dataset!r} has no attributes; "
                         "attribute editing needs CelebA.")

@@ -147,10 +147,9 @@ def check_config(workdir: str, config, allow_config_change: bool = False):
   return diffs
 
 
-def write_config(workdir: str, config, allow_config_change: bool = False):
-  """Writes config.json (atomically, only when it changes), after
-  ``check_config``."""
-  check_config(workdir, config, allow_config_change)
+def write_config(workdir: str, config):
+  """Writes config.json (atomically, only when it changes). The caller has
+  run ``check_config``."""
   path = config_path(workdir)
   text = config_to_json(config)
   try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from vlae_jax import input_pipeline, models
+from vlae_jax import datasets, models
 from vlae_jax.discrepancy import ESTIMATORS, KERNELS
-from vlae_jax.train import RECONSTRUCTIONS
+from vlae_jax.objective import RECONSTRUCTIONS
 
 
 class ConfigError(ValueError):
@@ -30,7 +30,7 @@ def _positive(name, value, integer=False):
 
 def validate(config):
   """Raises ``ConfigError`` for the first value that cannot work."""
-  _choice("dataset", config.dataset, input_pipeline.DATASETS)
+  _choice("dataset", config.dataset, datasets.DATASETS)
   m = config.model
   _choice("model.combine", m.combine, models.COMBINES)
   _choice("model.norm", m.norm, models.NORMS)
@@ -98,7 +98,7 @@ def validate(config):
     for w in widths:
       _positive(f"model.rung_widths[{l}]", w, integer=True)
   try:
-    models.rung_shapes(input_pipeline.image_shape(config), m.rung_kinds,
+    models.rung_shapes(datasets.image_shape(config), m.rung_kinds,
                        m.rung_widths, m.get("rung_strides", ()) or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None

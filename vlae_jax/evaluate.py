@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import jax
 import numpy as np
 
-from vlae_jax import (analysis, factors, input_pipeline, plotting,
-                      sample_quality, train)
+from vlae_jax import (datasets, experiment, factors, inference, objective,
+                      plotting, sample_quality)
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -70,31 +70,6 @@ def probe_score(train_codes: np.ndarray, train_labels: np.ndarray,
   predicted = probe.predict(test_codes)
   score = balanced_accuracy_score if balanced else accuracy_score
   return float(score(test_labels, predicted))
-
-
-def _sampled_codes(model, variables, images, key, batch_size=256):
-  fn = jax.jit(lambda v, x, k: model.apply(
-      v, x, train=False, sample=True, method=model.encode,
-      rngs={"noise": k})[2])
-  chunks = [fn(variables, images[i:i + batch_size], jax.random.fold_in(key, i))
-            for i in range(0, len(images), batch_size)]
-  return [np.concatenate([np.asarray(c[l]) for c in chunks])
-          for l in range(model.num_rungs)]
-
-
-def _reconstruction(model, variables, config, images, batch_size=256):
-  fn = jax.jit(lambda v, x: model.apply(
-      v, model.apply(v, x, train=False, sample=False, method=model.encode)[0],
-      train=False, method=model.decode))
-  configured, l1 = [], []
-  for i in range(0, len(images), batch_size):
-    x = np.asarray(images[i:i + batch_size])
-    logits = fn(variables, x)
-    configured.append(np.asarray(train.reconstruction_loss(
-        config.loss.reconstruction, logits, x)))
-    l1.append(np.asarray(train.reconstruction_loss("l1", logits, x)))
-  return float(np.mean(np.concatenate(configured))), float(
-      np.mean(np.concatenate(l1)))
 
 
 # CelebA attributes shown beside the pixel factors (hair colour, face colour,
@@ -159,22 +134,28 @@ def sample_quality_metrics(model, variables, train_split, test_split, key,
   labels = test_split.labels[rows]
   real_features, real_logits = sample_quality.features(classifier, params,
                                                        real)
-  means = analysis.encode_means(model, variables,
+  means = inference.encode_means(model, variables,
                                 np.asarray(real, np.float32) / 255.0)
-  samples = analysis.decode_images(model, variables, analysis.prior_codes(
+  samples = inference.decode_images(model, variables, inference.prior_codes(
       model, jax.random.fold_in(key, 2), len(rows)))
-  recon = analysis.decode_images(model, variables, means)
+  recon = inference.decode_images(model, variables, means)
   sample_features, _ = sample_quality.features(classifier, params, samples)
   recon_features, recon_logits = sample_quality.features(classifier, params,
                                                          recon)
-  prior = analysis.prior_codes(model, jax.random.fold_in(key, 3), len(rows))
+  # One scale for every feature set (the RMS entry of the real features), so
+  # KID's kernel (a.b / d + 1)^3 sees entries of order 1.
+  scale = float(np.sqrt(np.mean(np.square(real_features)))) or 1.0
+  real_features = real_features / scale
+  sample_features = sample_features / scale
+  recon_features = recon_features / scale
+  prior = inference.prior_codes(model, jax.random.fold_in(key, 3), len(rows))
   resampled_features, digit_changed = [], []
   for l in range(model.num_rungs):
     codes = list(means)
     codes[l] = np.asarray(prior[l])
     f, logits = sample_quality.features(
-        classifier, params, analysis.decode_images(model, variables, codes))
-    resampled_features.append(f)
+        classifier, params, inference.decode_images(model, variables, codes))
+    resampled_features.append(f / scale)
     if labels.ndim == 1:
       digit_changed.append(float(np.mean(
           np.argmax(logits, 1) != np.argmax(recon_logits, 1))))
@@ -225,9 +206,9 @@ def format_factors(metrics: Dict) -> List[str]:
   if quality:
     kid = quality["kid_samples"]
     floor = quality["kid_reconstructions"]
-    lines += ["", f"KID x 1000, prior samples vs test: {1000 * kid['mean']:.2f} "
-              f"+- {1000 * kid['std']:.2f}; reconstructions vs test: "
-              f"{1000 * floor['mean']:.2f} +- {1000 * floor['std']:.2f} "
+    lines += ["", f"KID, prior samples vs test: {kid['mean']:.4f} "
+              f"+- {kid['std']:.4f}; reconstructions vs test: "
+              f"{floor['mean']:.4f} +- {floor['std']:.4f} "
               f"({quality['images']} images; classifier test accuracy "
               f"{quality['classifier_test_accuracy']:.3f})",
               "resampling one rung moves features".ljust(32) + "".join(
@@ -242,7 +223,8 @@ def format_table(metrics: Dict) -> str:
   rungs = len(metrics["mmd"])
   lines = [f"workdir: {metrics['workdir']}  step: {metrics['step']}  "
            f"test images: {metrics['test_images']}",
-           f"reconstruction ({metrics['reconstruction_loss']}): "
+           f"reconstruction of posterior means "
+           f"({metrics['reconstruction_loss']}): "
            f"{metrics['reconstruction']:.4f}   L1: {metrics['l1']:.4f}", "",
            f"{'':24}" + "".join(f"{f'rung {l}':>10}" for l in range(rungs))]
   lines.append(f"{'MMD^2 (test vs prior)':24}"
@@ -264,22 +246,24 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   factor heatmaps (under ``out_dir`` instead of ``<workdir>/eval`` if
   given); returns their paths. ``classifier_steps=0`` skips the sample
   quality metrics (KID)."""
-  config, model, state = analysis.load_experiment(workdir)
-  variables = analysis.variables_of(state)
-  test = input_pipeline.load_split(config, "test")
-  train_split = input_pipeline.load_split(config, "train")
+  config, model, state = experiment.load_experiment(workdir)
+  variables = inference.variables_of(state)
+  test = datasets.load_split(config, "test")
+  train_split = datasets.load_split(config, "train")
   test_images = np.asarray(test.images, np.float32) / 255.0
   key = jax.random.PRNGKey(seed)
-  recon, l1 = _reconstruction(model, variables, config, test_images)
-  samples = _sampled_codes(model, variables, test_images, key)
-  mmds = [float(v) for v in jax.device_get(train.aggregate_mmd(
+  configured, l1 = inference.reconstruction_errors(
+      model, variables, test_images, config.loss.reconstruction)
+  recon, l1 = float(np.mean(configured)), float(np.mean(l1))
+  samples = inference.sample_codes(model, variables, test_images, key)
+  mmds = [float(v) for v in jax.device_get(objective.aggregate_mmd(
       samples, config.loss.kernel, jax.random.fold_in(key, 1)))]
-  test_means = analysis.encode_means(model, variables, test_images)
+  test_means = inference.encode_means(model, variables, test_images)
   rows = np.random.default_rng(seed).permutation(len(train_split))[
       :probe_train_size]
   rows.sort()
   train_images = train_split.batch(rows)["image"]
-  train_means = analysis.encode_means(model, variables, train_images)
+  train_means = inference.encode_means(model, variables, train_images)
   train_labels = train_split.labels[rows]
   is_digits = test.label_key == "label"
   probe: Dict[str, List[float]] = {}
@@ -294,7 +278,7 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
                      for tr, te in zip(train_means, test_means)]
   identities = None
   if not is_digits and config.get("data_dir"):
-    identities = input_pipeline.celeba_identities(config.data_dir, "test",
+    identities = datasets.celeba_identities(config.data_dir, "test",
                                                   len(test))
   table = factor_table(is_digits, train_means, train_images, train_labels,
                        test_means, test_images, test.labels, probe,

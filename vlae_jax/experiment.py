@@ -1,12 +1,15 @@
-"""What a run is made of: the model and the TrainState built from a config.
+"""What a run is made of: the model and the TrainState built from a config,
+and a trained run loaded back from its workdir.
 
 Below both the training loop (train.py) and the analysis modes
-(analysis.py), so neither imports the other to build a model or a state.
+(analysis.py, evaluate.py), so neither imports the other to build a model
+or a state.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import flax
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vlae_jax import input_pipeline, models
+from vlae_jax import checkpoints, datasets, models
 
 
 @flax.struct.dataclass
@@ -34,7 +37,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def create_model(config, image_shape=None) -> models.VLAE:
-  shape = image_shape or input_pipeline.image_shape(config)
+  shape = image_shape or datasets.image_shape(config)
   return models.model_from_config(config.model, shape, config.dtype)
 
 
@@ -52,3 +55,28 @@ def create_train_state(config, model: models.VLAE) -> TrainState:
       opt_state=make_optimizer(config).init(params),
       rng=state_key,
       skipped_updates=jnp.zeros((), jnp.int32))
+
+
+def load_experiment(workdir: str):
+  """``(config, model, state)`` of a workdir's newest valid checkpoint.
+
+  Raises ``WorkdirError`` (one line, with the fix) when there is none.
+  """
+  config = checkpoints.load_config(workdir)
+  model = create_model(config)
+  abstract = jax.eval_shape(lambda: create_train_state(config, model))
+  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} has no checkpoint; train first with "
+        f"`python main.py --workdir={workdir}`.")
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
+                                     read_only=True)
+  try:
+    state = checkpoints.restore_latest(manager, abstract)
+  finally:
+    manager.close()
+  if state is None:
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} has no readable checkpoint; train first with "
+        f"`python main.py --workdir={workdir}`.")
+  return config, model, state

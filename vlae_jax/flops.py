@@ -120,7 +120,7 @@ def forward_flops(model_config, image_shape, in_bounds: bool = False
 def train_step_flops(config, image_shape=None, in_bounds: bool = False
                      ) -> float:
   """Useful FLOPs of one train step at ``config.batch_size``."""
-  from vlae_jax import input_pipeline
-  shape = image_shape or input_pipeline.image_shape(config)
+  from vlae_jax import datasets
+  shape = image_shape or datasets.image_shape(config)
   return (1.0 + BACKWARD_FACTOR) * config.batch_size * forward_flops(
       config.model, shape, in_bounds)

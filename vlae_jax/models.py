@@ -15,7 +15,7 @@ Shapes: images ``[batch, height, width, channels]`` in [0, 1]; codes
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax

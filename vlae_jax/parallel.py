@@ -34,14 +34,6 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data"))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh):
-  devices = mesh.devices.size
-  if batch_size % devices:
-    raise ValueError(
-        f"batch_size {batch_size} does not split evenly over {devices} "
-        f"devices; use a multiple of {devices}.")
-
-
 def global_batch(local: Dict[str, np.ndarray], mesh: Mesh
                  ) -> Dict[str, jax.Array]:
   """This process's rows -> one array sharded over the mesh (asynchronous)."""

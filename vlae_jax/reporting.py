@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-import jax
 import numpy as np
 
-from vlae_jax import plotting
+from vlae_jax import inference, plotting
 
 
 class ReportingError(OSError):
@@ -88,12 +87,11 @@ class Writer:
 def sample_and_reconstruction_grids(model, state, test_data, key,
                                     count: int = 8) -> Dict[str, np.ndarray]:
   """uint8 pictures: 8x8 prior samples; 8 test images above reconstructions."""
-  from vlae_jax import analysis
-  variables = analysis.variables_of(state)
-  codes = analysis.prior_codes(model, key, count * count)
-  samples = analysis.decode_images(model, variables, codes)
+  variables = inference.variables_of(state)
+  codes = inference.prior_codes(model, key, count * count)
+  samples = inference.decode_images(model, variables, codes)
   batch = test_data.batch(np.arange(min(count, len(test_data))))
-  recon = analysis.reconstruct(model, variables, batch["image"])
+  recon = inference.reconstruct(model, variables, batch["image"])
   grid = np.stack([batch["image"], recon])
   return {"samples": plotting.image_grid(
               samples.reshape((count, count) + samples.shape[1:])),

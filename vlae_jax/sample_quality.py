@@ -5,8 +5,9 @@ rung moves those features.
 KID (Binkowski et al. 2018) is the unbiased MMD^2 with the cubic polynomial
 kernel ``k(a, b) = (a.b / d + 1)^3`` between features of generated and real
 images, averaged over random equal-size subsets. Here the features are the
-penultimate layer (``FEATURE_DIM`` units) of a small CNN that ``evaluate``
-trains on the train split for this purpose: digit classes for MNIST/digits,
+penultimate layer (``FEATURE_DIM`` units, divided by the RMS entry of the
+real images' features) of a small CNN that ``evaluate`` trains on the train
+split for this purpose: digit classes for MNIST/digits,
 the 40 attributes (multi-label) for CelebA. An Inception network would need a
 download; this classifier is trained in seconds from the data the run uses,
 so KID values compare runs of one data set, not across papers.

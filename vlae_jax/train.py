@@ -1,7 +1,5 @@
-"""The MMD-VLAE loss, jit-compiled train/eval steps, the train loop.
-
-loss = rec_weight * reconstruction
-       + sum_l mmd_weight * MMD^2(posterior samples of rung l, N(0, I) draws)
+"""Jit-compiled train/eval steps and the train loop (the objective they
+minimise is ``vlae_jax.objective``).
 
 Every random draw of step s comes from ``fold_in(state.rng, s)``, and the data
 stream is a pure function of ``(seed, s)``, so a resumed run is bitwise the same
@@ -19,66 +17,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
-from vlae_jax import checkpoints, input_pipeline, parallel, runtime
-from vlae_jax.discrepancy import mmd
+from vlae_jax import (checkpoints, configuration, datasets, input_pipeline,
+                      parallel, reporting, runtime)
+# The objective lives in objective.py; re-exported for existing callers.
+from vlae_jax.objective import (RECONSTRUCTIONS, aggregate_mmd,  # noqa: F401
+                                loss_fn, model_variables, reconstruction_loss,
+                                rung_mmds)
 # The state and model builders live below both this loop and the analysis
 # modes (no import circle); re-exported here for existing callers.
 from vlae_jax.experiment import (TrainState, create_model,  # noqa: F401
                                  create_train_state, make_optimizer)
-
-RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
-
-
-def reconstruction_loss(kind: str, logits: jax.Array, images: jax.Array
-                        ) -> jax.Array:
-  """Per-image reconstruction error ``[batch]``, a mean over pixels.
-
-  ``l1``: mean |x - sigmoid(logits)| (the reference); ``l2``: mean squared
-  error; ``bernoulli``: mean sigmoid cross-entropy (the -log-likelihood of
-  non-binary targets in [0, 1], minimal at sigmoid(logits) = x).
-  """
-  axes = tuple(range(1, images.ndim))
-  if kind == "l1":
-    return jnp.mean(jnp.abs(images - jax.nn.sigmoid(logits)), axis=axes)
-  if kind == "l2":
-    return jnp.mean(jnp.square(images - jax.nn.sigmoid(logits)), axis=axes)
-  if kind == "bernoulli":
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, images),
-                    axis=axes)
-  raise ValueError(f"unknown reconstruction {kind!r}; choose one of "
-                   f"{list(RECONSTRUCTIONS)}.")
-
-
-def rung_mmds(config, codes: List[jax.Array], key: jax.Array) -> jax.Array:
-  """``[num_rungs]`` MMD^2 of each rung's codes against its own prior draw."""
-  values = []
-  for l, z in enumerate(codes):
-    count = config.loss.num_prior_samples or z.shape[0]
-    prior = jax.random.normal(jax.random.fold_in(key, l), (count, z.shape[1]),
-                              jnp.float32)
-    values.append(mmd(z.astype(jnp.float32), prior, kernel=config.loss.kernel,
-                      estimator=config.loss.estimator))
-  return jnp.stack(values)
-
-
-def loss_fn(params, batch_stats, batch, key, *, model, config):
-  noise_key, prior_key = jax.random.split(key)
-  variables = {"params": params}
-  if batch_stats:
-    variables["batch_stats"] = batch_stats
-  (logits, _, stds, codes), updates = model.apply(
-      variables, batch["image"], train=True, sample=True,
-      rngs={"noise": noise_key}, mutable=["batch_stats"])
-  rec = jnp.mean(reconstruction_loss(config.loss.reconstruction, logits,
-                                     batch["image"]))
-  mmds = rung_mmds(config, codes, prior_key)
-  loss = config.loss.rec_weight * rec + config.loss.mmd_weight * jnp.sum(mmds)
-  metrics = {"loss": loss, "reconstruction": rec, "mmd": mmds,
-             "posterior_std": jnp.stack([jnp.mean(s) for s in stds])}
-  return loss, (metrics, updates.get("batch_stats", {}))
-
 
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
@@ -127,9 +76,7 @@ def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
   Returns ``{"reconstruction": sum of per-image errors, "count": rows,
   "codes": per-rung posterior samples [num_rungs] of [batch, dim]}``.
   """
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
+  variables = model_variables(state.params, state.batch_stats)
   logits, _, _, codes = model.apply(variables, batch["image"], train=False,
                                     sample=True, rngs={"noise": key})
   per_image = reconstruction_loss(config.loss.reconstruction, logits,
@@ -139,20 +86,9 @@ def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
           "count": jnp.sum(valid), "codes": codes}
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "block_size"))
-def aggregate_mmd(codes: List[jax.Array], kernel: str, key: jax.Array,
-                  block_size: int = 1024) -> jax.Array:
-  """``[num_rungs]`` MMD^2 of a whole split's codes (per rung ``[n, dim]``)
-  against as many N(0, I) draws (one key per rung), in row tiles so any split
-  size fits. One compiled program for all rungs: no host sync per rung."""
-  return jnp.stack([
-      mmd(z, jax.random.normal(jax.random.fold_in(key, l), z.shape, z.dtype),
-          kernel=kernel, block_size=block_size)
-      for l, z in enumerate(codes)])
-
-
 def evaluate_loss(state, eval_fn, test_data, config, key) -> Dict[str, Any]:
-  """Test reconstruction error and per-rung MMD^2 of the posterior samples."""
+  """Test reconstruction error of decoded posterior samples (as in the loss)
+  and per-rung MMD^2 of those samples against the prior."""
   totals, counts, batches = [], 0, []
   for i, (batch, valid) in enumerate(input_pipeline.eval_batches(
       test_data, config.batch_size, config.num_eval_batches or None)):
@@ -206,7 +142,6 @@ class _write_errors_stop:  # pylint: disable=invalid-name
     return self
 
   def __exit__(self, kind, error, tb):
-    from vlae_jax import reporting
     if isinstance(error, reporting.ReportingError):
       raise checkpoints.stopped_by_write_error(
           self._manager, self._current_step(), error.strerror) from None
@@ -224,6 +159,102 @@ def _format_eta(seconds: float) -> str:
   return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+class _ProgressLog:
+  """Per-step metrics kept on the device and fetched every ``log_every``
+  steps (no host sync per step): a console line and TensorBoard scalars.
+
+  ``flush`` raises ``NonFiniteError`` naming the first non-finite step
+  unless ``config.skip_nonfinite``.
+  """
+
+  def __init__(self, config, writer, start: int):
+    self._config, self._writer = config, writer
+    self._pending: List[Dict[str, jax.Array]] = []
+    self._timer_step, self._timer = start, time.perf_counter()
+
+  def add(self, metrics: Dict[str, jax.Array]):
+    self._pending.append(metrics)
+
+  def flush(self, step: int, last_saved: Optional[int]):
+    if not self._pending:
+      return
+    config = self._config
+    fetched = jax.device_get(self._pending)
+    self._pending.clear()
+    for offset, m in enumerate(fetched):
+      if not m["finite"] and not config.get("skip_nonfinite", False):
+        bad = step - len(fetched) + offset + 1
+        raise NonFiniteError(
+            f"non-finite loss or gradient at step {bad} "
+            f"(loss={float(m['loss'])}, "
+            f"reconstruction={float(m['reconstruction'])}, "
+            f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); "
+            f"newest checkpoint (checksummed when saved): "
+            f"{'step %d' % last_saved if last_saved else 'none yet'}. "
+            "Lower the learning "
+            "rate or set --config.skip_nonfinite=True to skip such updates.")
+    mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+    now = time.perf_counter()
+    rate = (step - self._timer_step) / max(now - self._timer, 1e-9)
+    self._timer_step, self._timer = step, now
+    mean["steps_per_second"] = rate
+    self._writer.scalars(step, mean)
+    mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
+    print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
+          f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
+          f"{rate:.2f} steps/s  ETA "
+          f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
+          flush=True)
+
+
+class _Checkpointer:
+  """Asynchronous checkpoints whose failure stops training at once: every
+  step polls the save in flight (cheap) until it has finished."""
+
+  def __init__(self, manager, last_saved: Optional[int]):
+    self.manager, self.last_saved = manager, last_saved
+    self._in_flight: Optional[int] = None
+
+  def save(self, step: int, state: TrainState):
+    checkpoints.save_checkpoint(self.manager, step, state)
+    self.last_saved = self._in_flight = step
+
+  def poll(self, step: int):
+    if self._in_flight is not None and checkpoints.check_saves(
+        self.manager, self._in_flight, step):
+      self._in_flight = None
+
+  def finish(self, step: int):
+    checkpoints.finish_saves(self.manager, step)
+
+
+def _restore(config, workdir: str, model, lock, changed_fields):
+  """``(state, manager, restored)``: the newest verified checkpoint's state,
+  or a fresh one. Refuses (``WorkdirError``) a read-only workdir that has
+  steps left to train."""
+  state = create_train_state(config, model)
+  if not checkpoints.has_checkpoint(workdir) and lock.read_only:
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} is read-only; pass a --workdir in a writable "
+        "folder.")
+  manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
+                                     read_only=lock.read_only)
+  # Restored before config.json is rewritten: an incompatible checkpoint is
+  # refused with the workdir untouched.
+  restored = checkpoints.restore_latest(manager, state,
+                                        set_aside=not lock.read_only,
+                                        changed_fields=changed_fields)
+  state = restored if restored is not None else state
+  start = int(state.step)
+  if lock.read_only and start < config.num_train_steps:
+    manager.close()
+    raise checkpoints.WorkdirError(
+        f"workdir {workdir!r} is read-only and its run is at step {start} "
+        f"of {config.num_train_steps}; copy it to a writable folder and "
+        "train that --workdir.")
+  return state, manager, restored is not None
+
+
 def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
                        ) -> TrainState:
   """Trains into ``workdir``, resuming from its newest valid checkpoint.
@@ -231,142 +262,94 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   Writes ``config.json``, Orbax checkpoints, TensorBoard events (``tb/``) and a
   progress line every ``config.log_every`` steps. Returns the final state.
   """
-  from vlae_jax import reporting  # TensorFlow import kept out of the hot path
   # Every check and the data load come before the first write to workdir.
+  configuration.validate(config)
   changed_fields = checkpoints.check_config(workdir, config,
                                             allow_config_change)
-  train_data = input_pipeline.load_split(config, "train")
-  test_data = input_pipeline.load_split(config, "test")
+  train_data = datasets.load_split(config, "train")
+  test_data = datasets.load_split(config, "test")
   runtime.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
   with checkpoints.TrainerLock(workdir) as lock:
     model = create_model(config, train_data.images.shape[1:])
-    state = create_train_state(config, model)
-    if not checkpoints.has_checkpoint(workdir) and lock.read_only:
-      raise checkpoints.WorkdirError(
-          f"workdir {workdir!r} is read-only; pass a --workdir in a writable "
-          "folder.")
-    manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
-                                       read_only=lock.read_only)
-    # Restored before config.json is rewritten: an incompatible checkpoint
-    # is refused with the workdir untouched.
-    restored = checkpoints.restore_latest(manager, state,
-                                          set_aside=not lock.read_only,
-                                          changed_fields=changed_fields)
-    if restored is not None:
-      state = restored
+    state, manager, resumed = _restore(config, workdir, model, lock,
+                                       changed_fields)
     start = int(state.step)
     if start >= config.num_train_steps:
       print(f"already trained for {start} steps (num_train_steps="
             f"{config.num_train_steps}); nothing to do.", flush=True)
       manager.close()
       return state
-    if lock.read_only:
-      raise checkpoints.WorkdirError(
-          f"workdir {workdir!r} is read-only and its run is at step {start} "
-          f"of {config.num_train_steps}; copy it to a writable folder and "
-          "train that --workdir.")
-    checkpoints.write_config(workdir, config, allow_config_change)
-    if restored is not None:
+    checkpoints.write_config(workdir, config)
+    if resumed:
       print(f"resuming from step {start} "
             f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
+    return _train_loop(config, workdir, model, state, manager, resumed,
+                       train_data, test_data)
 
-    mesh = parallel.make_mesh()
-    parallel.check_batch_size(config.batch_size, mesh)
-    state = jax.device_put(state, parallel.replicated(mesh))
-    step_fn = make_train_step(config, model, mesh)
-    eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
-    writer = reporting.Writer(workdir)
-    stream = parallel.prefetch_to_device(input_pipeline.train_stream(
-        train_data, config.batch_size, config.seed, start_step=start,
-        shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
-    eval_key = jax.random.PRNGKey(config.seed + 1)
-    pending: List[Dict[str, jax.Array]] = []
-    last_saved = start if restored is not None else None
-    timer_step, timer = start, time.perf_counter()
 
-    def flush_metrics(step):
-      nonlocal timer_step, timer
-      if not pending:
-        return
-      fetched = jax.device_get(pending)
-      pending.clear()
-      for offset, m in enumerate(fetched):
-        if not m["finite"] and not config.get("skip_nonfinite", False):
-          bad = step - len(fetched) + offset + 1
-          raise NonFiniteError(
-              f"non-finite loss or gradient at step {bad} "
-              f"(loss={float(m['loss'])}, "
-              f"reconstruction={float(m['reconstruction'])}, "
-              f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); "
-              f"newest checkpoint (checksummed when saved): "
-              f"{'step %d' % last_saved if last_saved else 'none yet'}. "
-              "Lower the learning "
-              "rate or set --config.skip_nonfinite=True to skip such updates.")
-      mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
-      now = time.perf_counter()
-      rate = (step - timer_step) / max(now - timer, 1e-9)
-      timer_step, timer = step, now
-      mean["steps_per_second"] = rate
-      writer.scalars(step, mean)
-      mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
-      print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
-            f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
-            f"{rate:.2f} steps/s  ETA "
-            f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
-            flush=True)
-
-    unchecked_save = None
-
-    def save(step):
-      nonlocal last_saved, unchecked_save
-      flush_metrics(step)  # never save a state whose steps were not finite
-      checkpoints.save_checkpoint(manager, step, state)
-      last_saved = unchecked_save = step
-
-    step = start
-    # A wall-clock budget for this invocation (compilation included).
-    deadline = (time.time() + 60.0 * config.max_train_minutes
-                if config.get("max_train_minutes", 0) else None)
+def _train_loop(config, workdir, model, state, manager, resumed, train_data,
+                test_data) -> TrainState:
+  """Steps from ``state.step`` to ``config.num_train_steps``, with logging,
+  test evaluation, image grids and checkpoints at their intervals; stops
+  early (saving first) on SIGINT / SIGTERM or ``config.max_train_minutes``."""
+  start = int(state.step)
+  mesh = parallel.make_mesh()
+  state = jax.device_put(state, parallel.replicated(mesh))
+  step_fn = make_train_step(config, model, mesh)
+  eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
+  writer = reporting.Writer(workdir)
+  stream = parallel.prefetch_to_device(input_pipeline.train_stream(
+      train_data, config.batch_size, config.seed, start_step=start,
+      shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
+  eval_key = jax.random.PRNGKey(config.seed + 1)
+  log = _ProgressLog(config, writer, start)
+  saver = _Checkpointer(manager, start if resumed else None)
+  step = start
+  # A wall-clock budget for this invocation (compilation included).
+  deadline = (time.time() + 60.0 * config.max_train_minutes
+              if config.get("max_train_minutes", 0) else None)
+  try:
+    with _StopRequest() as stop, _write_errors_stop(manager, lambda: step):
+      for step in range(start + 1, config.num_train_steps + 1):
+        state, metrics = step_fn(state, next(stream))
+        log.add(metrics)
+        saver.poll(step)  # a failed save stops the run right here
+        if step % config.log_every == 0:
+          log.flush(step, saver.last_saved)
+        if step % config.eval_every == 0 or step == config.num_train_steps:
+          result = evaluate_loss(state, eval_fn, test_data, config, eval_key)
+          # Decoded posterior samples (what the loss sees); `evaluate`
+          # reports the posterior means' error.
+          writer.scalars(step, {
+              "test_reconstruction_of_samples": result["reconstruction"],
+              "test_mmd": np.array(result["mmd"])})
+          print(f"step {step}: test reconstruction (sampled codes) "
+                f"{result['reconstruction']:.4f}  test mmd "
+                f"{[round(v, 5) for v in result['mmd']]}", flush=True)
+        if step % config.image_every == 0:
+          writer.images(step, reporting.sample_and_reconstruction_grids(
+              model, state, test_data, jax.random.fold_in(eval_key, step)))
+        stopping = stop.signal_name or (deadline and time.time() >= deadline)
+        if (step % config.checkpoint_every == 0
+            or step == config.num_train_steps
+            or (stopping and saver.last_saved != step)):
+          log.flush(step, saver.last_saved)  # never save a non-finite state
+          saver.save(step, state)
+        if stopping:
+          reason = stop.signal_name or (
+              f"time limit ({config.max_train_minutes:g} min)")
+          print(f"{reason}: saved step {step} to "
+                f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
+                "again to resume.", flush=True)
+          break
+      log.flush(step, saver.last_saved)
+      saver.finish(step)
+  finally:
     try:
-      with _StopRequest() as stop, _write_errors_stop(manager, lambda: step):
-        for step in range(start + 1, config.num_train_steps + 1):
-          batch = next(stream)
-          state, metrics = step_fn(state, batch)
-          pending.append(metrics)
-          if unchecked_save is not None and checkpoints.check_saves(
-              manager, unchecked_save, step):
-            unchecked_save = None  # a failed save stops the run right here
-          if step % config.log_every == 0:
-            flush_metrics(step)
-          if step % config.eval_every == 0 or step == config.num_train_steps:
-            result = evaluate_loss(state, eval_fn, test_data, config, eval_key)
-            writer.scalars(step, {"test_reconstruction": result["reconstruction"],
-                                  "test_mmd": np.array(result["mmd"])})
-            print(f"step {step}: test reconstruction "
-                  f"{result['reconstruction']:.4f}  test mmd "
-                  f"{[round(v, 5) for v in result['mmd']]}", flush=True)
-          if step % config.image_every == 0:
-            writer.images(step, reporting.sample_and_reconstruction_grids(
-                model, state, test_data, jax.random.fold_in(eval_key, step)))
-          if step % config.checkpoint_every == 0 or step == config.num_train_steps:
-            save(step)
-          if stop.signal_name or (deadline and time.time() >= deadline):
-            if last_saved != step:
-              save(step)
-            reason = stop.signal_name or (
-                f"time limit ({config.max_train_minutes:g} min)")
-            print(f"{reason}: saved step {step} to "
-                  f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
-                  "again to resume.", flush=True)
-            break
-        flush_metrics(step)
-        checkpoints.finish_saves(manager, step)
-    finally:
-      try:
-        manager.wait_until_finished()
-        manager.close()
-      except Exception:  # pylint: disable=broad-except
-        pass  # reported by finish_saves, or an earlier error is on its way
-      writer.close()
-    return state
+      manager.wait_until_finished()
+      manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass  # reported by finish_saves, or an earlier error is on its way
+    writer.close()
+  return state
