@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vlae_jax import inference
 from vlae_jax.discrepancy import mmd
 
 FEATURE_DIM = 128
@@ -99,11 +100,11 @@ def features(model, params, images, batch_size: int = 500):
   ``[n, H, W, C]`` (uint8, or floats in [0, 1])."""
   images = np.asarray(images)
   scale = 1 / 255.0 if images.dtype == np.uint8 else 1.0
-  out = [jax.device_get(_features_and_logits(
-      model, params, jnp.asarray(images[i:i + batch_size], jnp.float32) * scale))
-         for i in range(0, len(images), batch_size)]
-  return (np.concatenate([f for f, _ in out]),
-          np.concatenate([l for _, l in out]))
+  # The shared chunked path: the last chunk padded, one compiled program.
+  return inference.chunked(
+      lambda x: _features_and_logits(model, params,
+                                     x.astype(jnp.float32) * scale),
+      [images], batch_size)
 
 
 def classifier_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
