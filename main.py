@@ -41,6 +41,8 @@ import sys
 # The flag is checked at safe points (runtime.raise_if_interrupted).
 from vlae_jax import runtime  # noqa: E402  (imports no JAX)
 runtime.record_interrupts()
+# Before any thread starts: XLA:CPU's per-step buffers reused, not re-faulted.
+runtime.retain_freed_host_memory()
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -8,7 +8,13 @@ builds: the same layers, widths, batch norm (momentum 0.1 = Flax's 0.9),
 leaky ReLU 0.1, heads, combine and decoder, asserting the same parameter
 count. Its train step is the same objective (``rec_weight`` x L1 through a
 sigmoid + ``mmd_weight`` x the reference-kernel V-statistic MMD^2 per rung
-against a fresh N(0, I) draw) and Adam (``fused=True``), eager, float32.
+against a fresh N(0, I) draw; the config's reconstruction: L1 or L2 through
+a sigmoid, or Bernoulli cross-entropy) and Adam (``fused=True``), eager,
+float32.
+
+``--forms auto,gemm`` times several of our conv forms (``model.downsample``
+and ``model.upsample``; ``down/up`` for two different ones) in the same
+interleaved rounds.
 
 Both steps run on the same fixed batch, interleaved (ours, torch, ours, ...)
 ``--rounds`` times; the script prints images/s as median [min-max], the ratio
@@ -29,6 +35,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
+# As main.py does, before either framework starts a thread; it serves both
+# frameworks' buffers alike (VLAE_JAX_SYSTEM_MALLOC=1 times glibc's default).
+RETAINED_HOST_MEMORY = runtime.retain_freed_host_memory()
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
@@ -176,7 +186,13 @@ def torch_step_fn(config, image_shape):
 
   def step(images):
     logits, codes = model(images)
-    rec = torch.mean(torch.abs(images - torch.sigmoid(logits)))
+    kind = config.loss.get("reconstruction", "l1")
+    if kind == "bernoulli":
+      rec = nn.functional.binary_cross_entropy_with_logits(logits, images)
+    elif kind == "l2":
+      rec = torch.mean(torch.square(images - torch.sigmoid(logits)))
+    else:
+      rec = torch.mean(torch.abs(images - torch.sigmoid(logits)))
     mmds = [torch_mmd(z, torch.randn_like(z)) for z in codes]
     loss = config.loss.rec_weight * rec + config.loss.mmd_weight * sum(mmds)
     optimizer.zero_grad(set_to_none=True)
@@ -213,13 +229,18 @@ def main():
                       help="steps per timed window")
   parser.add_argument("--threads", type=int, default=0,
                       help="PyTorch threads (0: every core)")
+  parser.add_argument("--forms", default="auto",
+                      help="our conv forms to time, comma-separated: a form "
+                      "of both model.downsample and model.upsample, or "
+                      "down/up")
   parser.add_argument("--out", default="docs/torch_reference.json")
   args = parser.parse_args()
   torch.set_num_threads(args.threads or datasets.default_decode_workers())
   torch.manual_seed(0)
   results = {"device": jax.devices()[0].device_kind,
              "torch": torch.__version__, "jax": jax.__version__,
-             "threads": torch.get_num_threads(), "configs": []}
+             "threads": torch.get_num_threads(),
+             "retained_host_memory": RETAINED_HOST_MEMORY, "configs": []}
   for name in args.configs.split(","):
     config = importlib.import_module(f"configs.{name}").get_config()
     config.batch_size = args.batch
@@ -228,49 +249,65 @@ def main():
     count = sum(p.numel() for p in torch_model.parameters())
     ours_count = jax_parameter_count(config, shape)
     assert count == ours_count, (name, count, ours_count)
-    model = train.create_model(config, shape)
-    state = train.create_train_state(config, model)
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(args.batch,) + shape).astype(np.float32)
     batch = jax.device_put({"image": images,
                             "label": np.zeros(args.batch, np.int32)})
-    step = jax.jit(functools.partial(train.train_step, model=model,
-                                     config=config), donate_argnums=0)
-    torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    state, metrics = step(state, batch)  # compile + warm-up
-    jax.block_until_ready(metrics)
-    torch_step(torch_images)
-    ours, theirs = [], []
-    for _ in range(args.rounds):
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        state, metrics = step(state, batch)
+    forms = args.forms.split(",")
+    steps, states = {}, {}
+    for form in forms:
+      down, up = form.split("/") if "/" in form else (form, form)
+      variant = config.copy_and_resolve_references()
+      variant.model.downsample, variant.model.upsample = down, up
+      model = train.create_model(variant, shape)
+      states[form] = train.create_train_state(variant, model)
+      steps[form] = jax.jit(functools.partial(
+          train.train_step, model=model, config=variant), donate_argnums=0)
+      states[form], metrics = steps[form](states[form], batch)  # compile
       jax.block_until_ready(metrics)
-      ours.append(args.batch * args.steps / (time.perf_counter() - start))
+    torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    torch_step(torch_images)
+    ours = {form: [] for form in forms}
+    theirs = []
+    for _ in range(args.rounds):
+      for form in forms:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+          states[form], metrics = steps[form](states[form], batch)
+        jax.block_until_ready(metrics)
+        ours[form].append(args.batch * args.steps /
+                          (time.perf_counter() - start))
       start = time.perf_counter()
       for _ in range(args.steps):
         torch_step(torch_images)
       theirs.append(args.batch * args.steps / (time.perf_counter() - start))
     jax_peak, torch_peak = peaks()
     useful = flops.train_step_flops(config, shape)
+    med = statistics.median
     row = {"config": name, "parameters": count, "useful_flops_per_step": useful,
-           "ours_images_per_second": ours, "torch_images_per_second": theirs,
+           "ours_images_per_second": ours[forms[0]],
+           "torch_images_per_second": theirs,
            "jax_matmul_peak": jax_peak, "torch_matmul_peak": torch_peak,
-           "ratio_median": statistics.median(ours) / statistics.median(theirs),
-           "ratios": [a / b for a, b in zip(ours, theirs)]}
+           "ratio_median": med(ours[forms[0]]) / med(theirs),
+           "ratios": [a / b for a, b in zip(ours[forms[0]], theirs)],
+           "forms": {form: {"images_per_second": rates,
+                            "ratio_median": med(rates) / med(theirs),
+                            "ratios": [a / b for a, b in zip(rates, theirs)]}
+                     for form, rates in ours.items()}}
     results["configs"].append(row)
-    med = lambda v: statistics.median(v)
     print(f"{name}: {count:,} parameters both; useful {useful / 1e9:.1f} "
           f"GFLOP/step; matmul peak jax {jax_peak / 1e9:.0f} / torch "
           f"{torch_peak / 1e9:.0f} GFLOP/s")
-    for label, rates, peak in (("ours", ours, jax_peak),
-                               ("pytorch", theirs, torch_peak)):
-      print(f"  {label:>8}: {med(rates):7.1f} images/s [{min(rates):.1f}-"
+    lines = [(f"ours {form}", rates, jax_peak) for form, rates in ours.items()]
+    for label, rates, peak in lines + [("pytorch", theirs, torch_peak)]:
+      print(f"  {label:>14}: {med(rates):7.1f} images/s [{min(rates):.1f}-"
             f"{max(rates):.1f}], useful {med(rates) / args.batch * useful / 1e9:.0f}"
             f" GFLOP/s = {med(rates) / args.batch * useful / peak:.0%} of its "
             "matmul peak")
-    print(f"  ours / pytorch: {row['ratio_median']:.2f}x (per round "
-          f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f})", flush=True)
+    for form, entry in row["forms"].items():
+      print(f"  ours {form} / pytorch: {entry['ratio_median']:.2f}x (per round "
+            f"{min(entry['ratios']):.2f}-{max(entry['ratios']):.2f})",
+            flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(results, f, indent=1)

@@ -60,6 +60,8 @@ def test_bfloat16_forms_compute_in_bfloat16():
                  models.DownConv(8, form="native_phase_grad",
                                  dtype=jnp.bfloat16),
                  models.UpConv(8, form="phase_patches", dtype=jnp.bfloat16),
+                 models.DownConv(8, form="gemm", dtype=jnp.bfloat16),
+                 models.UpConv(8, form="gemm", dtype=jnp.bfloat16),
                  models.UpConv(8, form="phase_patches_conv_grad",
                                dtype=jnp.bfloat16)):
     variables = module.init(jax.random.PRNGKey(1), x)
@@ -72,14 +74,15 @@ def test_bfloat16_forms_compute_in_bfloat16():
 
 
 def test_auto_choice_by_backend_and_shape():
-  assert convolutions.choose_conv_form(
-      (100, 64, 64, 3), 64, "cpu") == "native_phase_grad"
-  assert convolutions.choose_conv_form((100, 8, 8, 256), 512, "cpu") == "native"
+  assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "cpu") == "gemm"
+  assert convolutions.choose_conv_form((100, 8, 8, 256), 512, "cpu") == "gemm"
+  # odd sizes (a 4x4 stride-2 'SAME' conv pads them unevenly) stay native
+  assert convolutions.choose_conv_form((100, 7, 7, 128), 256, "cpu") == "native"
   assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "gpu") == "native"
   assert convolutions.choose_conv_transpose_form(
-      (100, 4, 4, 1024), 256, "cpu") == "phase_patches_conv_grad"
+      (100, 4, 4, 1024), 256, "cpu") == "gemm"
   assert convolutions.choose_conv_transpose_form(
-      (100, 32, 32, 128), 3, "cpu") == "native"
+      (100, 7, 7, 128), 1, "cpu") == "gemm"
   assert convolutions.choose_conv_transpose_form(
       (100, 4, 4, 1024), 256, "gpu") == "native"
   with pytest.raises(ValueError, match="unknown conv form 'im2col'"):

@@ -185,3 +185,43 @@ def test_aggregate_mmd_is_one_compiled_program_equal_to_eager_mmd():
   compiled = train.aggregate_mmd.lower(codes, "reference", key).compile()
   np.testing.assert_allclose(compiled(codes, key), train.aggregate_mmd(
       codes, "reference", key), rtol=1e-6)
+
+
+_FAULTS_SCRIPT = r"""
+import resource, sys
+sys.path.insert(0, {root!r})
+from vlae_jax import runtime
+applied = runtime.retain_freed_host_memory()
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = (ctypes.c_void_p,)
+def faults_of_a_fresh_buffer():  # as XLA:CPU's per-step temporary buffer
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  size = 200 * 2**20
+  buffer = libc.malloc(size)
+  ctypes.memset(buffer, 1, size)
+  libc.free(buffer)
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults_of_a_fresh_buffer()
+print(applied, faults_of_a_fresh_buffer())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_retained_host_memory_reuses_freed_buffers_without_page_faults():
+  """The second 200 MiB buffer is served from memory the first one left: no
+  page faults, where glibc's default unmaps and faults all 51,200 pages in
+  again (what XLA:CPU's per-step temporary buffer went through)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = _FAULTS_SCRIPT.format(root=root)
+  results = {}
+  for setting in ("0", "1"):
+    env = dict(os.environ, VLAE_JAX_SYSTEM_MALLOC=setting)
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    results[setting] = (out[0] == "True", int(out[1]))
+  assert results["1"] == (False, results["1"][1])
+  assert results["1"][1] > 40_000  # glibc's default: every page again
+  assert results["0"][0] is True
+  assert results["0"][1] < 1_000
