@@ -21,12 +21,14 @@ import statistics
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
+runtime.retain_freed_host_memory()  # as main.py: no per-call page faults
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
 from vlae_jax import convolutions, datasets, flops  # pylint: disable=g-import-not-at-top
@@ -47,7 +49,10 @@ def layer_step(layer, form, batch, input_grad):
   def loss(x, kernel):
     return jnp.vdot(fn(x, kernel, form), cotangent)
 
-  grad = jax.jit(jax.grad(loss, argnums=(0, 1) if input_grad else (1,)))
+  # value_and_grad: the forward product is computed (with plain grad XLA
+  # drops it, as the backward pass of a linear layer does not need it).
+  grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1) if input_grad
+                                    else (1,)))
   return functools.partial(grad, x, kernel)
 
 

@@ -155,12 +155,22 @@ def _col2im(patches, channels):
   gather).
   """
   batch, height, width, _ = patches.shape
-  padded = jnp.pad(patches, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+  def shifted(x, offset, axis, size):
+    # x moved by offset in {-1, 0, 1} along axis, zero-filled: the slice and
+    # its one-pixel pad fuse into the sum (no padded copy of all patches).
+    if offset == 0:
+      return x
+    x = jax.lax.slice_in_dim(x, max(offset, 0), size + min(offset, 0),
+                             axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (max(-offset, 0), max(offset, 0))
+    return jnp.pad(x, pad)
 
   def tap(p, q, a, b):
     block = (3 - p - 2 * a) * 4 + (3 - q - 2 * b)
-    return padded[:, p + a:p + a + height, q + b:q + b + width,
-                  block * channels:(block + 1) * channels]
+    x = patches[..., block * channels:(block + 1) * channels]
+    return shifted(shifted(x, p + a - 1, 1, height), q + b - 1, 2, width)
 
   rows = []
   for p in range(2):
