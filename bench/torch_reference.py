@@ -41,7 +41,6 @@ from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
 RETAINED_HOST_MEMORY = runtime.retain_freed_host_memory()
 
 import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import nn
