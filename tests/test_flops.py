@@ -67,10 +67,14 @@ def test_train_step_totals(module, expected_gflop):
       expected_gflop, abs=0.05)
 
 
-def test_encoder_forward_matches_xla_on_the_real_model():
+@pytest.mark.parametrize("downsample,count", [
+    ("native", "in_bounds_flops"),  # XLA's conv skips the padding taps
+    ("gemm", "forward_flops")])  # patches hold every tap, padding included
+def test_encoder_forward_matches_xla_on_the_real_model(downsample, count):
   from vlae_jax import models
   config = celeba.get_config()
   config.model.norm = "none"  # XLA also counts batch norm's elementwise work
+  config.model.downsample = downsample
   shape = datasets.image_shape(config)
   model = models.model_from_config(config.model, shape)
   variables = model.init({"params": jax.random.PRNGKey(0),
@@ -78,11 +82,13 @@ def test_encoder_forward_matches_xla_on_the_real_model():
                          jnp.zeros((1,) + shape))
   xla = xla_flops(lambda x: model.apply(variables, x, sample=False,
                                         method=model.encode), (1,) + shape)
-  analytic = sum(l.in_bounds_flops
+  analytic = sum(getattr(l, count)
                  for l in flops.layer_table(config.model, shape)
                  if l.name.startswith("encoder"))
-  # XLA adds the activations, biases and std sigmoid: well under 1%.
-  assert analytic <= xla <= 1.01 * analytic
+  # XLA adds the activations, biases and std sigmoid: well under 1% with
+  # its conv; 2.5% over every tap with the patch products (measured,
+  # 233.8 vs 228.0 MFLOP per image).
+  assert analytic <= xla <= (1.01 if downsample == "native" else 1.03) * analytic
 
 
 @pytest.mark.parametrize("inp,out", [((32, 32, 64), 64), ((8, 8, 256), 256)])
