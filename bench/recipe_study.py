@@ -43,6 +43,13 @@ RECIPES = {
                                 "--config.learning_rate=1e-3",
                                 "--config.model.head_branches=True",
                                 "--config.model.decoder_activation=relu"],
+    # Progressive training: the top rung alone first, then the middle, then
+    # the bottom, each fading in over 250 steps (all in from step 1,250).
+    "bernoulli_lr1e-3_progressive": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.rung_start_steps=(1000,500,0)",
+        "--config.rung_fade_steps=250"],
     "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
                          "--config.model.head_branches=True",
                          "--config.model.decoder_activation=relu"],

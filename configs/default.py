@@ -59,6 +59,11 @@ def get_config():
   config.batch_size = 100
   config.num_train_steps = 3000
   config.seed = 0
+  # Progressive training (proVLAE): per rung (bottom first), the step where
+  # the rung's code starts to reach the decoder, fading in linearly over
+  # rung_fade_steps. () -> every rung from step 0 (the VLAE of the paper).
+  config.rung_start_steps = ()
+  config.rung_fade_steps = 0
   # Wall-clock budget of one invocation in minutes (0: none): training
   # stops there, saves, and resumes on the next run like after Ctrl-C.
   config.max_train_minutes = 0.0

@@ -66,9 +66,9 @@ def test_bfloat16_forms_compute_in_bfloat16():
                                dtype=jnp.bfloat16)):
     variables = module.init(jax.random.PRNGKey(1), x)
     assert variables["params"]["kernel"].dtype == jnp.float32
-    assert module.apply(variables, x).dtype == jnp.bfloat16
-    grads = jax.grad(lambda v, x: jnp.sum(module.apply(v, x).astype(
-        jnp.float32)), argnums=(0, 1))(variables, x)
+    assert jax.eval_shape(module.apply, variables, x).dtype == jnp.bfloat16
+    grads = jax.jit(jax.grad(lambda v, x: jnp.sum(module.apply(v, x).astype(
+        jnp.float32)), argnums=(0, 1)))(variables, x)
     assert grads[0]["params"]["kernel"].dtype == jnp.float32
     assert grads[1].dtype == jnp.float32
 

@@ -211,6 +211,10 @@ def test_bad_config_values_are_one_line_exit_2(tmp_path):
        "rung_widths[0] must be a positive integer"),
       (["--config.model.latent_dims=(2, 0, 2)"],
        "latent_dims[1] must be a positive integer"),
+      (["--config.rung_start_steps=(100, 0)"],
+       "rung_start_steps has 2 entries but the model has 3 rungs"),
+      (["--config.rung_start_steps=(100, 50, 10)"],
+       "start at least one rung (the top) at 0"),
   ]
   for args, message in cases:
     result = run_main(f"--workdir={tmp_path / 'w'}", *args)

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from vlae_jax import checkpoints, datasets, train
+from vlae_jax import checkpoints, datasets, objective, train
 
 
 def setup(config):
@@ -155,3 +155,63 @@ def test_bfloat16_compute_keeps_float32_params_and_loss():
       s, b, model=model, config=config))(state, batch))
   assert re.search(r"bf16\[[0-9,]*\] = (conv_general_dilated|dot_general)",
                    jaxpr)
+
+
+def test_progressive_rung_scales_follow_the_linear_fade():
+  config = tiny_config(rung_start_steps=(10, 5, 0), rung_fade_steps=4)
+  for step, expected in [(0, [0, 0, 0.25]), (4, [0, 0, 1]),
+                         (5, [0, 0.25, 1]), (9, [0, 1, 1]),
+                         (11, [0.5, 1, 1]), (13, [1, 1, 1]),
+                         (1000, [1, 1, 1])]:
+    np.testing.assert_allclose(train.rung_scales(config, step), expected,
+                               err_msg=f"step {step}")
+  assert objective.schedule_end(config) == 13
+  switch = tiny_config(rung_start_steps=(10, 5, 0))  # no fade: a switch
+  np.testing.assert_array_equal(train.rung_scales(switch, 9), [0, 1, 1])
+  np.testing.assert_array_equal(train.rung_scales(switch, 10), [1, 1, 1])
+  assert train.rung_scales(tiny_config(), 0) is None
+
+
+def test_a_rung_outside_the_schedule_neither_reaches_nor_learns_to_decode():
+  config = tiny_config(rung_start_steps=(1000, 0, 0))
+  model, state, step = setup(config)
+  batch = fixed_batch(config)
+  variables = train.model_variables(state.params, state.batch_stats)
+  means, _, _ = model.apply(variables, batch["image"], method=model.encode,
+                            sample=False)
+  scales = train.rung_scales(config, 0)
+  moved = [means[0] + 5.0] + list(means[1:])
+  decode = lambda codes, s: model.apply(variables, codes, rung_scales=s,
+                                        method=model.decode)
+  # The bottom rung's code does not reach the decoder; without the
+  # schedule it does.
+  np.testing.assert_array_equal(decode(means, scales), decode(moved, scales))
+  assert not np.allclose(decode(means, None), decode(moved, None))
+  before = jax.device_get(state.params)
+  for _ in range(3):
+    state, _ = step(state, batch)
+  after = jax.device_get(state.params)
+  # Its decoder projection gets zero gradients (Adam leaves it bitwise
+  # unchanged); the active rungs' projections and its encoder head learn.
+  bottom = "generative_rungs_0"
+  np.testing.assert_array_equal(after[bottom]["z_proj"]["kernel"],
+                                before[bottom]["z_proj"]["kernel"])
+  assert not np.array_equal(after["generative_rungs_1"]["z_proj"]["kernel"],
+                            before["generative_rungs_1"]["z_proj"]["kernel"])
+  heads = lambda p: jax.tree_util.tree_leaves(p["inference_rungs_0"])
+  assert any(not np.array_equal(a, b)
+             for a, b in zip(heads(after), heads(before)))
+
+
+def test_with_every_rung_in_the_schedule_changes_nothing():
+  plain = tiny_config()
+  scheduled = tiny_config(rung_start_steps=(2, 1, 0), rung_fade_steps=2)
+  model, state, _ = setup(plain)
+  batch = fixed_batch(plain)
+  key = jax.random.PRNGKey(0)
+  args = (state.params, state.batch_stats, batch, key)
+  loss_plain, _ = train.loss_fn(*args, model=model, config=plain, step=7)
+  loss_in, _ = train.loss_fn(*args, model=model, config=scheduled, step=7)
+  loss_out, _ = train.loss_fn(*args, model=model, config=scheduled, step=0)
+  np.testing.assert_array_equal(loss_in, loss_plain)
+  assert float(loss_out) != float(loss_plain)

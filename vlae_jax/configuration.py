@@ -102,6 +102,24 @@ def validate(config):
                        m.rung_widths, m.get("rung_strides", ()) or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  starts = tuple(config.get("rung_start_steps", ()) or ())
+  if starts:
+    if len(starts) != num_rungs:
+      raise ConfigError(
+          f"--config.rung_start_steps has {len(starts)} entries but the model "
+          f"has {num_rungs} rungs; give one start step per rung (or ()).")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+           for s in starts):
+      raise ConfigError(f"--config.rung_start_steps={starts} must be integers "
+                        ">= 0.")
+    if min(starts) != 0:
+      raise ConfigError(
+          f"--config.rung_start_steps={starts} keeps every rung out of the "
+          "decoder at step 0; start at least one rung (the top) at 0.")
+  fade = config.get("rung_fade_steps", 0)
+  if isinstance(fade, bool) or not isinstance(fade, int) or fade < 0:
+    raise ConfigError(f"--config.rung_fade_steps must be an integer >= 0, got "
+                      f"{fade!r}.")
   workers = config.get("decode_workers", 0)
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
     raise ConfigError(f"--config.decode_workers must be an integer >= 0 (0 "

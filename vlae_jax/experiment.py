@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vlae_jax import checkpoints, datasets, models
+from vlae_jax import checkpoints, datasets, models, objective
 
 
 @flax.struct.dataclass
@@ -79,4 +79,10 @@ def load_experiment(workdir: str):
     raise checkpoints.WorkdirError(
         f"workdir {workdir!r} has no readable checkpoint; train first with "
         f"`python main.py --workdir={workdir}`.")
+  end = objective.schedule_end(config)
+  if int(state.step) < end:
+    # Analysis decodes with every rung at full scale, as after the schedule.
+    print(f"note: step {int(state.step)} is inside the progressive schedule "
+          f"(every rung fully in from step {end}); the analysis decodes with "
+          "every rung at full scale.", flush=True)
   return config, model, state

@@ -360,21 +360,29 @@ class VLAE(nn.Module):
         samples.append(mean)
     return means, stds, samples
 
-  def decode(self, codes, train: bool = False):
+  def decode(self, codes, train: bool = False, rung_scales=None):
     """Image logits ``[batch, H, W, C]`` (float32) from per-rung codes.
 
     ``codes`` is a list over rungs (bottom first) of ``[batch, latent_dims[l]]``.
+    ``rung_scales``: None, or ``[num_rungs]`` factors in [0, 1] multiplying
+    each rung's code before it enters the decoder (progressive training: 0
+    keeps a rung out, its projection then adds only its bias).
     ``jax.nn.sigmoid`` of the result is the image in [0, 1].
     """
     h = None
     for l in reversed(range(self.num_rungs)):
-      h = self.generative_rungs[l](h, codes[l].astype(self.dtype), train)
+      z = codes[l]
+      if rung_scales is not None:
+        z = z * rung_scales[l].astype(z.dtype)
+      h = self.generative_rungs[l](h, z.astype(self.dtype), train)
     return h.astype(jnp.float32)
 
-  def __call__(self, images, train: bool = False, sample: bool = True):
+  def __call__(self, images, train: bool = False, sample: bool = True,
+               rung_scales=None):
     """Encode then decode: returns ``(logits, means, stds, samples)``."""
     means, stds, samples = self.encode(images, train=train, sample=sample)
-    return self.decode(samples, train=train), means, stds, samples
+    return (self.decode(samples, train=train, rung_scales=rung_scales), means,
+            stds, samples)
 
 
 def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):

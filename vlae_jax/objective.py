@@ -10,7 +10,7 @@ and ``aggregate_mmd`` are also what evaluation reports.
 from __future__ import annotations
 
 import functools
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,35 @@ def rung_mmds(config, codes: List[jax.Array], key: jax.Array) -> jax.Array:
   return jnp.stack(values)
 
 
+def rung_scales(config, step) -> Optional[jax.Array]:
+  """Progressive training's per-rung code scales at ``step`` (proVLAE, Li et
+  al. 2020: the top rung learns alone first, lower rungs fade in later).
+
+  ``config.rung_start_steps`` gives, per rung (bottom first), the step where
+  the rung starts to reach the decoder; over ``config.rung_fade_steps`` its
+  scale then ramps linearly from 0 to 1 (0 steps: it switches on). Returns
+  None (every rung at 1) when no schedule is set, else ``[num_rungs]``
+  float32 in [0, 1]. ``step`` may be traced.
+  """
+  starts = tuple(config.get("rung_start_steps", ()) or ())
+  if not starts:
+    return None
+  step = jnp.asarray(step, jnp.float32)
+  starts = jnp.asarray(starts, jnp.float32)
+  fade = config.get("rung_fade_steps", 0)
+  if fade > 0:
+    return jnp.clip((step - starts + 1.0) / fade, 0.0, 1.0)
+  return (step >= starts).astype(jnp.float32)
+
+
+def schedule_end(config) -> int:
+  """The first step at which every rung has its full scale (0: no schedule)."""
+  starts = tuple(config.get("rung_start_steps", ()) or ())
+  if not starts:
+    return 0
+  return max(starts) + max(config.get("rung_fade_steps", 0) - 1, 0)
+
+
 def model_variables(params, batch_stats) -> Dict:
   """The ``model.apply`` variables: params, and batch statistics if any."""
   variables = {"params": params}
@@ -61,11 +90,14 @@ def model_variables(params, batch_stats) -> Dict:
   return variables
 
 
-def loss_fn(params, batch_stats, batch, key, *, model, config):
+def loss_fn(params, batch_stats, batch, key, *, model, config, step=None):
   """The training loss of one batch, batch norm in training mode.
 
   ``batch["image"]``: ``[batch, H, W, C]`` in [0, 1]; ``key``: the step's
-  key (posterior noise and prior draws). Returns ``(loss, (metrics,
+  key (posterior noise and prior draws); ``step``: the train step, which
+  sets the progressive schedule's rung scales (``rung_scales``). A rung
+  that is not yet in keeps its MMD term, so its codes are prior-like when
+  it fades in. Returns ``(loss, (metrics,
   new batch_stats))`` with metrics ``loss``, ``reconstruction`` (scalars),
   ``mmd`` and ``posterior_std`` (``[num_rungs]``).
   """
@@ -73,6 +105,7 @@ def loss_fn(params, batch_stats, batch, key, *, model, config):
   variables = model_variables(params, batch_stats)
   (logits, _, stds, codes), updates = model.apply(
       variables, batch["image"], train=True, sample=True,
+      rung_scales=None if step is None else rung_scales(config, step),
       rngs={"noise": noise_key}, mutable=["batch_stats"])
   rec = jnp.mean(reconstruction_loss(config.loss.reconstruction, logits,
                                      batch["image"]))

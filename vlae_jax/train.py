@@ -23,7 +23,7 @@ from vlae_jax import (checkpoints, configuration, datasets, input_pipeline,
 # The objective lives in objective.py; re-exported for existing callers.
 from vlae_jax.objective import (RECONSTRUCTIONS, aggregate_mmd,  # noqa: F401
                                 loss_fn, model_variables, reconstruction_loss,
-                                rung_mmds)
+                                rung_mmds, rung_scales)
 # The state and model builders live below both this loop and the analysis
 # modes (no import circle); re-exported here for existing callers.
 from vlae_jax.experiment import (TrainState, create_model,  # noqa: F401
@@ -39,7 +39,8 @@ def train_step(state: TrainState, batch, *, model, config
   """One Adam step on one batch. Pure; jit it with the state donated."""
   key = jax.random.fold_in(state.rng, state.step)
   grad_fn = jax.value_and_grad(
-      functools.partial(loss_fn, model=model, config=config), has_aux=True)
+      functools.partial(loss_fn, model=model, config=config, step=state.step),
+      has_aux=True)
   (_, (metrics, batch_stats)), grads = grad_fn(
       state.params, state.batch_stats, batch, key)
   updates, opt_state = make_optimizer(config).update(grads, state.opt_state,
@@ -77,8 +78,9 @@ def eval_step(state: TrainState, batch, num_valid, key, *, model, config):
   "codes": per-rung posterior samples [num_rungs] of [batch, dim]}``.
   """
   variables = model_variables(state.params, state.batch_stats)
-  logits, _, _, codes = model.apply(variables, batch["image"], train=False,
-                                    sample=True, rngs={"noise": key})
+  logits, _, _, codes = model.apply(
+      variables, batch["image"], train=False, sample=True,
+      rung_scales=rung_scales(config, state.step), rngs={"noise": key})
   per_image = reconstruction_loss(config.loss.reconstruction, logits,
                                   batch["image"])
   valid = jnp.arange(per_image.shape[0]) < num_valid
