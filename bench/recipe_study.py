@@ -50,6 +50,16 @@ RECIPES = {
         "--config.learning_rate=1e-3",
         "--config.rung_start_steps=(1000,500,0)",
         "--config.rung_fade_steps=250"],
+    # A shallower, narrower middle rung (one dense layer of 256 or 64
+    # units instead of two of 1,024): less room there for digit identity.
+    "bernoulli_lr1e-3_middle256": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_widths=((64, 128), (256,), (1024, 1024))"],
+    "bernoulli_lr1e-3_middle64": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_widths=((64, 128), (64,), (1024, 1024))"],
     "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
                          "--config.model.head_branches=True",
                          "--config.model.decoder_activation=relu"],
@@ -79,7 +89,8 @@ def summary(name, workdir, seconds):
   table = m["factors"]
   row = {"recipe": name, "overrides": RECIPES[name], "step": m["step"],
          "train_seconds": round(seconds, 1), "l1": m["l1"],
-         "mmd": m["mmd"], "factors": table, "claims": m["claims"]}
+         "mmd": m["mmd"], "factors": table, "claims": m["claims"],
+         "digit_knn_rungs_and_above": m.get("digit_knn_rungs_and_above")}
   if "sample_quality" in m:
     q = m["sample_quality"]
     row["kid_samples"] = q["kid_samples"]["mean"]

@@ -116,6 +116,11 @@ def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
   metrics = json.load(open(paths[0]))
   assert metrics["test_images"] == 297 and len(metrics["mmd"]) == 3
   assert len(metrics["probe"]["digit accuracy"]) == 3
+  # "this rung and above" of the top rung is the top rung's own kNN score
+  upper = metrics["digit_knn_rungs_and_above"]
+  assert len(upper) == 3 and all(0 <= a <= 1 for a in upper)
+  assert upper[-1] == metrics["factors"]["digit"]["knn_accuracy"][-1]
+  assert "digit (knn, this rung and above)" in open(paths[1]).read()
   assert all(0 <= a <= 2 for a in metrics["active_units"])
   assert "active units" in open(paths[1]).read()
   with Image.open(paths[2]) as im:

@@ -194,6 +194,9 @@ def format_factors(metrics: Dict) -> List[str]:
           continue
         lines.append(f"{factor} ({metric})"[:32].ljust(32)
                      + "".join(_cell(v) for v in scores))
+  if "digit_knn_rungs_and_above" in metrics:
+    lines.append("digit (knn, this rung and above)"[:32].ljust(32) + "".join(
+        _cell(v) for v in metrics["digit_knn_rungs_and_above"]))
   if metrics.get("claims"):
     lines.append("")
     for verdict in metrics["claims"]:
@@ -283,6 +286,14 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   table = factor_table(is_digits, train_means, train_images, train_labels,
                        test_means, test_images, test.labels, probe,
                        identities=identities, seed=seed)
+  upper_rungs = None
+  if is_digits:
+    # Whether identity is in the model but split over rungs: the digit kNN
+    # of rungs l..top concatenated, for each l.
+    upper_rungs = [factors.classification_scores(
+        np.concatenate(train_means[l:], axis=1), train_labels,
+        np.concatenate(test_means[l:], axis=1), test.labels,
+        seed=seed)["knn"] for l in range(model.num_rungs)]
   claims = factors.judge_claims(
       table, factors.MNIST_CLAIMS if is_digits else factors.CELEBA_CLAIMS,
       model.num_rungs)
@@ -295,6 +306,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
       "probe_metric": ("accuracy" if is_digits else "balanced accuracy"),
       "probe_train_images": len(rows), "probe": probe,
       "factors": table, "claims": claims}
+  if upper_rungs is not None:
+    metrics["digit_knn_rungs_and_above"] = upper_rungs
   if classifier_steps > 0:
     metrics["sample_quality"] = sample_quality_metrics(
         model, variables, train_split, test, key,
