@@ -18,6 +18,10 @@ on an input of even height and width:
   of exactly the useful FLOPs: patches ``[B*Ho*Wo, 16 in]`` times the kernel,
   the kernel gradient patches^T times the output gradient, the input
   gradient the output gradient times kernel^T scattered back by ``col2im``.
+- "gemm_s2d": "gemm" with the patches gathered through space-to-depth (the
+  padded input's 2x2 pixel blocks folded into channels, then 4 contiguous
+  slices of 4 in channels instead of 16 strided slices of in channels); the
+  kernel matrix's rows follow that tap order.
 
 ``conv_transpose(x, kernel, form)``, ``nn.ConvTranspose(out, (4, 4),
 strides=2, padding="SAME")``:
@@ -38,6 +42,7 @@ strides=2, padding="SAME")``:
   padding or zero taps) and the 16 products added into the output by
   ``col2im``; its input and kernel gradients are one matrix product each
   with the output gradient's conv patches.
+- "gemm_s2d": "gemm" with the space-to-depth patch gather (as for conv).
 
 Output phase ``(p, q)`` (even/odd row, even/odd column) of the transposed conv
 sees input rows ``(i-1, i)`` with kernel rows ``(0, 2)`` for p = 0 and
@@ -52,13 +57,19 @@ import jax
 import jax.numpy as jnp
 
 CONV_FORMS = ("native", "space_to_depth", "patches", "native_phase_grad",
-              "gemm")
+              "gemm", "gemm_s2d")
 CONV_TRANSPOSE_FORMS = ("native", "subpixel", "phase", "phase_patches",
-                        "phase_patches_conv_grad", "gemm")
+                        "phase_patches_conv_grad", "gemm", "gemm_s2d")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Kernel rows (or columns) of each output phase, on input offsets (0, +1)
 # after one pixel of padding.
 _PHASE_TAPS = ((0, 2), (1, 3))
+# The kernel tap (ky, kx) of each channel block of the 16-tap patches: row
+# major for "gemm"; for "gemm_s2d" the space-to-depth order (dy, dx, py, px)
+# with ky = 2 dy + py, kx = 2 dx + px.
+_RASTER_TAPS = tuple((ky, kx) for ky in range(4) for kx in range(4))
+_S2D_TAPS = tuple((2 * dy + py, 2 * dx + px) for dy in range(2)
+                  for dx in range(2) for py in range(2) for px in range(2))
 
 
 def choose_conv_form(input_shape, out_channels, backend=None) -> str:
@@ -111,8 +122,8 @@ def conv(x: jax.Array, kernel: jax.Array, form: str = "native",
   _check_even(x)
   if form == "native_phase_grad":
     return _conv_phase_grad(x, kernel, precision)
-  if form == "gemm":
-    return _conv_gemm(x, kernel, precision)
+  if form in ("gemm", "gemm_s2d"):
+    return _conv_gemm(x, kernel, precision, form == "gemm_s2d")
   batch, height, width, channels = x.shape
   out = kernel.shape[-1]
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -143,7 +154,42 @@ def _conv_patches(x):
                           for ky in range(4) for kx in range(4)], axis=-1)
 
 
-def _col2im(patches, channels):
+def _conv_patches_s2d(x):
+  """``[B, H, W, C]`` -> ``[B, H/2, W/2, 16 C]`` in the ``_S2D_TAPS`` order:
+  the padded input folded into 2x2 pixel blocks ``[B, H/2+1, W/2+1, 4 C]``,
+  then its 4 shifted windows (contiguous 4 C channel blocks)."""
+  batch, height, width, channels = x.shape
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  blocks = padded.reshape(batch, height // 2 + 1, 2, width // 2 + 1, 2,
+                          channels).transpose(0, 1, 3, 2, 4, 5).reshape(
+                              batch, height // 2 + 1, width // 2 + 1,
+                              4 * channels)
+  return jnp.concatenate([blocks[:, dy:dy + height // 2, dx:dx + width // 2]
+                          for dy in range(2) for dx in range(2)], axis=-1)
+
+
+def _patches(x, s2d: bool):
+  return _conv_patches_s2d(x) if s2d else _conv_patches(x)
+
+
+def _taps(s2d: bool):
+  return _S2D_TAPS if s2d else _RASTER_TAPS
+
+
+def _gather_taps(kernel, s2d: bool):
+  """``[4, 4, a, b]`` -> ``[16, a, b]``, the taps in patch order."""
+  rows, cols = (list(t) for t in zip(*_taps(s2d)))
+  return kernel[jnp.asarray(rows), jnp.asarray(cols)]
+
+
+def _scatter_taps(taps, s2d: bool):
+  """The inverse of ``_gather_taps``: ``[16, a, b]`` -> ``[4, 4, a, b]``."""
+  order = [ky * 4 + kx for ky, kx in _taps(s2d)]
+  inverse = sorted(range(16), key=order.__getitem__)
+  return taps[jnp.asarray(inverse)].reshape((4, 4) + taps.shape[1:])
+
+
+def _col2im(patches, channels, s2d: bool = False):
   """``[B, Ho, Wo, 16 C]`` -> ``[B, 2 Ho, 2 Wo, C]``: the transpose of
   ``_conv_patches``, each tap added back onto the pixel it was read from.
 
@@ -166,8 +212,10 @@ def _col2im(patches, channels):
     pad[axis] = (max(-offset, 0), max(offset, 0))
     return jnp.pad(x, pad)
 
+  block_of = {tap: i for i, tap in enumerate(_taps(s2d))}
+
   def tap(p, q, a, b):
-    block = (3 - p - 2 * a) * 4 + (3 - q - 2 * b)
+    block = block_of[(3 - p - 2 * a, 3 - q - 2 * b)]
     x = patches[..., block * channels:(block + 1) * channels]
     return shifted(shifted(x, p + a - 1, 1, height), q + b - 1, 2, width)
 
@@ -193,59 +241,72 @@ def _gram(a, b, precision):
   return jnp.dot(b.T, a, precision=precision).T
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_gemm(x, kernel, precision):
-  return _conv_gemm_fwd(x, kernel, precision)[0]
+def _kernel_matrix(kernel, s2d: bool):
+  """``[4, 4, in, out]`` -> ``[16 in, out]``, rows in patch order."""
+  if not s2d:
+    return kernel.reshape(-1, kernel.shape[-1])
+  return _gather_taps(kernel, s2d).reshape(-1, kernel.shape[-1])
 
 
-def _conv_gemm_fwd(x, kernel, precision):
-  patches = _conv_patches(x)
-  y = jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]),
-              precision=precision)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_gemm(x, kernel, precision, s2d=False):
+  return _conv_gemm_fwd(x, kernel, precision, s2d)[0]
+
+
+def _conv_gemm_fwd(x, kernel, precision, s2d=False):
+  patches = _patches(x, s2d)
+  y = jnp.dot(patches, _kernel_matrix(kernel, s2d), precision=precision)
   return y, (patches, kernel)
 
 
-def _conv_gemm_bwd(precision, residuals, dy):
+def _conv_gemm_bwd(precision, s2d, residuals, dy):
   patches, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
-  dkernel = _gram(patches, dy, precision).reshape(kernel.shape)
-  dpatches = jnp.dot(dy, kernel.reshape(-1, out).T.astype(dy.dtype),
+  dmatrix = _gram(patches, dy, precision)
+  dkernel = (_scatter_taps(dmatrix.reshape(16, in_channels, out), s2d)
+             if s2d else dmatrix.reshape(kernel.shape))
+  dpatches = jnp.dot(dy, _kernel_matrix(kernel, s2d).T.astype(dy.dtype),
                      precision=precision)
-  return _col2im(dpatches, in_channels).astype(patches.dtype), dkernel
+  return (_col2im(dpatches, in_channels, s2d).astype(patches.dtype),
+          dkernel.astype(kernel.dtype))
 
 
 _conv_gemm.defvjp(_conv_gemm_fwd, _conv_gemm_bwd)
 
 
-def _transpose_kernel_matrix(kernel):
-  """``[4, 4, in, out]`` -> ``[in, (ky, kx, out)]`` of the spatially flipped
-  kernel: ``nn.ConvTranspose`` adds ``x[r] kernel[ky]`` onto output
-  ``2r + 2 - ky``, which is where ``_col2im`` puts tap ``3 - ky``."""
+def _transpose_kernel_matrix(kernel, s2d: bool = False):
+  """``[4, 4, in, out]`` -> ``[in, (tap, out)]`` of the spatially flipped
+  kernel, taps in patch order: ``nn.ConvTranspose`` adds ``x[r] kernel[ky]``
+  onto output ``2r + 2 - ky``, which is where ``_col2im`` puts tap
+  ``3 - ky``."""
   in_channels, out = kernel.shape[2], kernel.shape[3]
-  return kernel[::-1, ::-1].transpose(2, 0, 1, 3).reshape(in_channels,
-                                                          16 * out)
+  flipped = kernel[::-1, ::-1]
+  if not s2d:
+    return flipped.transpose(2, 0, 1, 3).reshape(in_channels, 16 * out)
+  return _gather_taps(flipped, s2d).transpose(1, 0, 2).reshape(in_channels,
+                                                               16 * out)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_transpose_gemm(x, kernel, precision):
-  products = jnp.dot(x, _transpose_kernel_matrix(kernel), precision=precision)
-  return _col2im(products, kernel.shape[-1])
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_transpose_gemm(x, kernel, precision, s2d=False):
+  products = jnp.dot(x, _transpose_kernel_matrix(kernel, s2d),
+                     precision=precision)
+  return _col2im(products, kernel.shape[-1], s2d)
 
 
-def _conv_transpose_gemm_fwd(x, kernel, precision):
-  return _conv_transpose_gemm(x, kernel, precision), (x, kernel)
+def _conv_transpose_gemm_fwd(x, kernel, precision, s2d=False):
+  return _conv_transpose_gemm(x, kernel, precision, s2d), (x, kernel)
 
 
-def _conv_transpose_gemm_bwd(precision, residuals, dy):
+def _conv_transpose_gemm_bwd(precision, s2d, residuals, dy):
   x, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
-  dproducts = _conv_patches(dy)  # [B, H, W, (ky, kx, out)]
-  matrix = _transpose_kernel_matrix(kernel)
+  dproducts = _patches(dy, s2d)  # [B, H, W, (tap, out)]
+  matrix = _transpose_kernel_matrix(kernel, s2d)
   dx = jnp.dot(dproducts, matrix.T.astype(dproducts.dtype),
                precision=precision)
-  dmatrix = _gram(x, dproducts, precision)
-  dkernel = dmatrix.reshape(in_channels, 4, 4, out).transpose(
-      1, 2, 0, 3)[::-1, ::-1]
+  dmatrix = _gram(x, dproducts, precision).reshape(in_channels, 16, out)
+  dkernel = _scatter_taps(dmatrix.transpose(1, 0, 2), s2d)[::-1, ::-1]
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
@@ -337,8 +398,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, form: str = "native",
                                   precision=precision)
   if form == "phase_patches_conv_grad":
     return _conv_transpose_conv_grad(x, kernel, precision)
-  if form == "gemm":
-    return _conv_transpose_gemm(x, kernel, precision)
+  if form in ("gemm", "gemm_s2d"):
+    return _conv_transpose_gemm(x, kernel, precision, form == "gemm_s2d")
   if form == "subpixel":
     padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap
