@@ -60,6 +60,17 @@ RECIPES = {
         "--config.loss.reconstruction=bernoulli",
         "--config.learning_rate=1e-3",
         "--config.model.rung_widths=((64, 128), (64,), (1024, 1024))"],
+    # A floor of 0.5 on the posterior std of the middle rung (or of the two
+    # lower rungs): their codes reach the decoder through noise, so they
+    # carry fewer bits; identity has to go to the top rung.
+    "bernoulli_lr1e-3_middle_floor0.5": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_std_floors=(0.001, 0.5, 0.001)"],
+    "bernoulli_lr1e-3_lower_floor0.5": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_std_floors=(0.5, 0.5, 0.001)"],
     "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
                          "--config.model.head_branches=True",
                          "--config.model.decoder_activation=relu"],

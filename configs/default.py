@@ -43,6 +43,9 @@ def get_config():
   config.model.upsample = "auto"         # | "transpose" | "subpixel" | "phase" | "phase_patches"
   config.model.downsample = "auto"       # | "native" | "space_to_depth" | "patches"
   config.model.std_floor = 1e-3          # posterior std = sigmoid(.) + std_floor
+  # Per rung (bottom first), a floor replacing std_floor: a higher floor
+  # limits how much a rung's code carries to the decoder. () -> std_floor.
+  config.model.rung_std_floors = ()
   config.dtype = "float32"               # compute dtype: "float32" | "bfloat16"
 
   # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)).

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_config
 from configs import celeba, default, mnist
 from vlae_jax import datasets, models, train
 
@@ -184,3 +185,19 @@ def test_decoder_activation_changes_only_the_generative_rungs():
   np.testing.assert_array_equal(  # the encoder keeps leaky ReLU
       mixed.apply(variables, x, sample=False, method=mixed.encode)[0][2],
       leaky.apply(variables, x, sample=False, method=leaky.encode)[0][2])
+
+
+def test_per_rung_std_floors_bound_each_rungs_posterior_std():
+  config = tiny_config()
+  config.model.rung_std_floors = (0.001, 0.5, 0.25)
+  model = train.create_model(config)
+  state = train.create_train_state(config, model)
+  images = jax.random.uniform(jax.random.PRNGKey(2), (16, 8, 8, 1))
+  _, stds, _ = model.apply(train.model_variables(state.params,
+                                                 state.batch_stats),
+                           images, method=model.encode, sample=False)
+  # std = sigmoid(.) + floor: in (floor, 1 + floor) for each rung's floor
+  for std, floor in zip(stds, (0.001, 0.5, 0.25)):
+    assert float(std.min()) > floor and float(std.max()) < 1 + floor
+  with pytest.raises(ValueError, match=r"std_floor has 2 entries"):
+    models.rung_std_floors((0.1, 0.2), 3)

@@ -102,6 +102,14 @@ def validate(config):
                        m.rung_widths, m.get("rung_strides", ()) or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  _positive("model.std_floor", m.std_floor)
+  floors = tuple(m.get("rung_std_floors", ()) or ())
+  if floors and (len(floors) != num_rungs or any(
+      isinstance(f, bool) or not isinstance(f, (int, float)) or
+      not math.isfinite(f) or f <= 0 for f in floors)):
+    raise ConfigError(
+        f"--config.model.rung_std_floors={floors} must give one number > 0 "
+        f"per rung ({num_rungs} rungs), or be () to use model.std_floor.")
   starts = tuple(config.get("rung_start_steps", ()) or ())
   if starts:
     if len(starts) != num_rungs:

@@ -271,6 +271,19 @@ class GenerativeRung(_Layers):
     return h
 
 
+def rung_std_floors(std_floor, num_rungs: int) -> Tuple[float, ...]:
+  """Per rung, the floor of the posterior std: one number for every rung,
+  or a sequence with one per rung (bottom first)."""
+  if isinstance(std_floor, (int, float)):
+    return (float(std_floor),) * num_rungs
+  floors = tuple(float(f) for f in std_floor)
+  if len(floors) != num_rungs:
+    raise ValueError(f"model.std_floor has {len(floors)} entries but the "
+                     f"model has {num_rungs} rungs; give one number, or one "
+                     "per rung.")
+  return floors
+
+
 class VLAE(nn.Module):
   """The ladder: ``len(latent_dims)`` inference and generative rungs.
 
@@ -280,6 +293,8 @@ class VLAE(nn.Module):
     rung_kinds: per rung, "conv" (4x4 stride-2 convs) or "dense".
     rung_widths: per rung, the channels/units of each of its layers.
     combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".
+    std_floor: the posterior std's floor, one number or one per rung (a
+      floor limits how much a rung's code can carry to the decoder).
     norm: "batch" or "none". activation: a key of ``ACTIVATIONS``.
     rung_strides: per rung, the stride (1 or 2) of each conv layer; None or
       an empty entry: all 2. The decoder mirrors them.
@@ -301,7 +316,7 @@ class VLAE(nn.Module):
   activation: str = "leaky_relu"
   upsample: str = "auto"
   downsample: str = "auto"
-  std_floor: float = 1e-3
+  std_floor: Any = 1e-3
   dtype: Any = jnp.float32
   rung_strides: Optional[Sequence[Sequence[int]]] = None
   head_branches: bool = False
@@ -315,12 +330,13 @@ class VLAE(nn.Module):
     common = dict(norm=self.norm, dtype=self.dtype)
     self.inference_rungs = [
         InferenceRung(kind=kind, widths=tuple(widths), strides=stride,
-                      latent_dim=dim, std_floor=self.std_floor,
+                      latent_dim=dim, std_floor=floor,
                       downsample=self.downsample,
                       head_branch=self.head_branches,
                       activation=self.activation, **common)
-        for kind, widths, stride, dim in zip(
-            self.rung_kinds, self.rung_widths, strides, self.latent_dims)]
+        for kind, widths, stride, dim, floor in zip(
+            self.rung_kinds, self.rung_widths, strides, self.latent_dims,
+            rung_std_floors(self.std_floor, self.num_rungs))]
     self.generative_rungs = [
         GenerativeRung(kind=kind, shapes=tuple(rung), strides=stride,
                        combine=self.combine, upsample=self.upsample,
@@ -397,7 +413,8 @@ def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
       activation=model_config.activation,
       upsample=model_config.upsample,
       downsample=model_config.get("downsample", "auto"),
-      std_floor=model_config.std_floor,
+      std_floor=(tuple(model_config.get("rung_std_floors", ()) or ()) or
+                 model_config.std_floor),
       dtype=jnp.dtype(dtype),
       rung_strides=tuple(tuple(s) for s in model_config.get(
           "rung_strides", ()) or ()) or None,
