@@ -71,6 +71,37 @@ RECIPES = {
         "--config.loss.reconstruction=bernoulli",
         "--config.learning_rate=1e-3",
         "--config.model.rung_std_floors=(0.5, 0.5, 0.001)"],
+    # Stronger floors: at std s a 2-dim rung whose codes match N(0, I)
+    # carries at most 2 * ln(1/s) nats (s=0.7: 1.0 bits, s=0.8: 0.64 bits),
+    # less than digit identity's 3.3 bits.
+    "bernoulli_lr1e-3_lower_floor0.7": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_std_floors=(0.7, 0.7, 0.001)"],
+    "bernoulli_lr1e-3_lower_floor0.8": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.rung_std_floors=(0.8, 0.8, 0.001)"],
+    # A 4-dim top rung (the reference has 2 per rung): room for the ten
+    # digit classes apart from the style the top rung also carries.
+    "bernoulli_lr1e-3_top4": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.latent_dims=(2, 2, 4)"],
+    "bernoulli_lr1e-3_top4_lower_floor0.5": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.latent_dims=(2, 2, 4)",
+        "--config.model.rung_std_floors=(0.5, 0.5, 0.001)"],
+    "bernoulli_lr1e-3_top3": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.latent_dims=(2, 2, 3)"],
+    "bernoulli_lr1e-3_top3_lower_floor0.5": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.latent_dims=(2, 2, 3)",
+        "--config.model.rung_std_floors=(0.5, 0.5, 0.001)"],
     "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
                          "--config.model.head_branches=True",
                          "--config.model.decoder_activation=relu"],

@@ -22,6 +22,10 @@ on an input of even height and width:
   padded input's 2x2 pixel blocks folded into channels, then 4 contiguous
   slices of 4 in channels instead of 16 strided slices of in channels); the
   kernel matrix's rows follow that tap order.
+- "gemm_phase": "gemm" with the input gradient's product and ``col2im`` done
+  per output phase (``_product_col2im``): 4 products with a 4x deeper inner
+  dimension and 16x fewer columns. Not faster on this CPU (measured,
+  docs/PERFORMANCE.md); kept for other machines.
 
 ``conv_transpose(x, kernel, form)``, ``nn.ConvTranspose(out, (4, 4),
 strides=2, padding="SAME")``:
@@ -43,6 +47,8 @@ strides=2, padding="SAME")``:
   ``col2im``; its input and kernel gradients are one matrix product each
   with the output gradient's conv patches.
 - "gemm_s2d": "gemm" with the space-to-depth patch gather (as for conv).
+- "gemm_phase": "gemm" with the product and ``col2im`` done per output phase
+  (as for conv's input gradient).
 
 Output phase ``(p, q)`` (even/odd row, even/odd column) of the transposed conv
 sees input rows ``(i-1, i)`` with kernel rows ``(0, 2)`` for p = 0 and
@@ -57,9 +63,10 @@ import jax
 import jax.numpy as jnp
 
 CONV_FORMS = ("native", "space_to_depth", "patches", "native_phase_grad",
-              "gemm", "gemm_s2d")
+              "gemm", "gemm_s2d", "gemm_phase")
 CONV_TRANSPOSE_FORMS = ("native", "subpixel", "phase", "phase_patches",
-                        "phase_patches_conv_grad", "gemm", "gemm_s2d")
+                        "phase_patches_conv_grad", "gemm", "gemm_s2d",
+                        "gemm_phase")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Kernel rows (or columns) of each output phase, on input offsets (0, +1)
 # after one pixel of padding.
@@ -122,8 +129,9 @@ def conv(x: jax.Array, kernel: jax.Array, form: str = "native",
   _check_even(x)
   if form == "native_phase_grad":
     return _conv_phase_grad(x, kernel, precision)
-  if form in ("gemm", "gemm_s2d"):
-    return _conv_gemm(x, kernel, precision, form == "gemm_s2d")
+  if form in ("gemm", "gemm_s2d", "gemm_phase"):
+    return _conv_gemm(x, kernel, precision, form == "gemm_s2d",
+                      form == "gemm_phase")
   batch, height, width, channels = x.shape
   out = kernel.shape[-1]
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -228,6 +236,50 @@ def _col2im(patches, channels, s2d: bool = False):
   return y.reshape(batch, 2 * height, 2 * width, channels)
 
 
+def _product_col2im(a, matrix, channels, precision, by_phase: bool,
+                    s2d: bool = False):
+  """``_col2im(a @ matrix)``: ``a [B, Ho, Wo, K]``, ``matrix [K, 16 C]`` with
+  its column blocks in patch order -> ``[B, 2 Ho, 2 Wo, C]``.
+
+  by_phase=False: one product ``[B*Ho*Wo, K] x [K, 16 C]``, then ``_col2im``.
+  by_phase=True: per output phase, the 4 shifted copies of ``a`` that reach
+  it side by side ``[B*Ho*Wo, 4 K]`` times their 4 kernel blocks ``[4 K,
+  C]``; the same FLOPs, but products with a 4x deeper inner dimension and
+  16x fewer output columns. XLA:CPU runs ``[25600, 128] x [128, 1024]`` at
+  about 40% of its matmul peak (it writes 16 C wide rows from a short inner
+  loop), ``[25600, 512] x [512, 64]`` near the peak: bench/conv_forms.py.
+  """
+  if not by_phase:
+    return _col2im(jnp.dot(a, matrix, precision=precision), channels, s2d)
+  batch, height, width, _ = a.shape
+  block_of = {tap: i for i, tap in enumerate(_taps(s2d))}
+
+  def shifted(x, dy, dx):
+    # x moved by (dy, dx) in {-1, 0, 1}^2, zero-filled.
+    x = x[:, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)]
+    return jnp.pad(x, ((0, 0), (max(-dy, 0), max(dy, 0)),
+                       (max(-dx, 0), max(dx, 0)), (0, 0)))
+
+  rows = []
+  for p in range(2):
+    phases = []
+    for q in range(2):
+      # Output pixel (2m + p, 2n + q) gets tap (3 - p - 2i, 3 - q - 2j) of
+      # input (m + p + i - 1, n + q + j - 1), as in _col2im.
+      pairs = [(i, j) for i in range(2) for j in range(2)]
+      stacked = jnp.concatenate(
+          [shifted(a, p + i - 1, q + j - 1) for i, j in pairs], axis=-1)
+      blocks = jnp.concatenate(
+          [matrix[:, block * channels:(block + 1) * channels]
+           for block in (block_of[(3 - p - 2 * i, 3 - q - 2 * j)]
+                         for i, j in pairs)], axis=0)
+      phases.append(jnp.dot(stacked, blocks.astype(stacked.dtype),
+                            precision=precision))
+    rows.append(jnp.stack(phases, axis=3))  # [B, Ho, Wo, 2(q), C]
+  y = jnp.stack(rows, axis=2)  # [B, Ho, 2(p), Wo, 2(q), C]
+  return y.reshape(batch, 2 * height, 2 * width, channels)
+
+
 def _gram(a, b, precision):
   """``a [..., m]``, ``b [..., n]`` -> ``a^T b [m, n]`` over all leading axes.
 
@@ -248,27 +300,27 @@ def _kernel_matrix(kernel, s2d: bool):
   return _gather_taps(kernel, s2d).reshape(-1, kernel.shape[-1])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_gemm(x, kernel, precision, s2d=False):
-  return _conv_gemm_fwd(x, kernel, precision, s2d)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_gemm(x, kernel, precision, s2d=False, by_phase=False):
+  return _conv_gemm_fwd(x, kernel, precision, s2d, by_phase)[0]
 
 
-def _conv_gemm_fwd(x, kernel, precision, s2d=False):
+def _conv_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False):
+  del by_phase
   patches = _patches(x, s2d)
   y = jnp.dot(patches, _kernel_matrix(kernel, s2d), precision=precision)
   return y, (patches, kernel)
 
 
-def _conv_gemm_bwd(precision, s2d, residuals, dy):
+def _conv_gemm_bwd(precision, s2d, by_phase, residuals, dy):
   patches, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
   dmatrix = _gram(patches, dy, precision)
   dkernel = (_scatter_taps(dmatrix.reshape(16, in_channels, out), s2d)
              if s2d else dmatrix.reshape(kernel.shape))
-  dpatches = jnp.dot(dy, _kernel_matrix(kernel, s2d).T.astype(dy.dtype),
-                     precision=precision)
-  return (_col2im(dpatches, in_channels, s2d).astype(patches.dtype),
-          dkernel.astype(kernel.dtype))
+  dx = _product_col2im(dy, _kernel_matrix(kernel, s2d).T.astype(dy.dtype),
+                       in_channels, precision, by_phase, s2d)
+  return dx.astype(patches.dtype), dkernel.astype(kernel.dtype)
 
 
 _conv_gemm.defvjp(_conv_gemm_fwd, _conv_gemm_bwd)
@@ -287,18 +339,19 @@ def _transpose_kernel_matrix(kernel, s2d: bool = False):
                                                                16 * out)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_transpose_gemm(x, kernel, precision, s2d=False):
-  products = jnp.dot(x, _transpose_kernel_matrix(kernel, s2d),
-                     precision=precision)
-  return _col2im(products, kernel.shape[-1], s2d)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose_gemm(x, kernel, precision, s2d=False, by_phase=False):
+  return _product_col2im(x, _transpose_kernel_matrix(kernel, s2d),
+                         kernel.shape[-1], precision, by_phase, s2d)
 
 
-def _conv_transpose_gemm_fwd(x, kernel, precision, s2d=False):
-  return _conv_transpose_gemm(x, kernel, precision, s2d), (x, kernel)
+def _conv_transpose_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False):
+  return (_conv_transpose_gemm(x, kernel, precision, s2d, by_phase),
+          (x, kernel))
 
 
-def _conv_transpose_gemm_bwd(precision, s2d, residuals, dy):
+def _conv_transpose_gemm_bwd(precision, s2d, by_phase, residuals, dy):
+  del by_phase
   x, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
   dproducts = _patches(dy, s2d)  # [B, H, W, (tap, out)]
@@ -398,8 +451,9 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, form: str = "native",
                                   precision=precision)
   if form == "phase_patches_conv_grad":
     return _conv_transpose_conv_grad(x, kernel, precision)
-  if form in ("gemm", "gemm_s2d"):
-    return _conv_transpose_gemm(x, kernel, precision, form == "gemm_s2d")
+  if form in ("gemm", "gemm_s2d", "gemm_phase"):
+    return _conv_transpose_gemm(x, kernel, precision, form == "gemm_s2d",
+                                form == "gemm_phase")
   if form == "subpixel":
     padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap
