@@ -102,6 +102,20 @@ RECIPES = {
         "--config.learning_rate=1e-3",
         "--config.model.latent_dims=(2, 2, 3)",
         "--config.model.rung_std_floors=(0.5, 0.5, 0.001)"],
+    # Progressive the other way round: the middle rung alone first (it takes
+    # the factor that explains the most pixels, inclination, as the top rung
+    # did when it learnt alone), the bottom from step 400, the top last.
+    "bernoulli_lr1e-3_middle_first": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.rung_start_steps=(400,0,800)",
+        "--config.rung_fade_steps=200"],
+    "bernoulli_lr1e-3_top4_middle_first": [
+        "--config.loss.reconstruction=bernoulli",
+        "--config.learning_rate=1e-3",
+        "--config.model.latent_dims=(2, 2, 4)",
+        "--config.rung_start_steps=(400,0,800)",
+        "--config.rung_fade_steps=200"],
     "l1_lr1e-3_refnet": ["--config.learning_rate=1e-3",
                          "--config.model.head_branches=True",
                          "--config.model.decoder_activation=relu"],
