@@ -201,3 +201,27 @@ def test_per_rung_std_floors_bound_each_rungs_posterior_std():
     assert float(std.min()) > floor and float(std.max()) < 1 + floor
   with pytest.raises(ValueError, match=r"std_floor has 2 entries"):
     models.rung_std_floors((0.1, 0.2), 3)
+
+
+def test_mnist_hierarchy_config_is_mnist_with_a_wider_top_rung_trained_last():
+  from configs import mnist_hierarchy
+  from vlae_jax import configuration, objective
+  config = mnist_hierarchy.get_config()
+  configuration.validate(config)
+  model = train.create_model(config)
+  images = jnp.full((3, 28, 28, 1), 0.5)
+  variables = jax.eval_shape(
+      lambda: model.init({"params": jax.random.PRNGKey(0),
+                          "noise": jax.random.PRNGKey(1)}, images))
+  _, means, _, _ = jax.eval_shape(
+      lambda v: model.apply(v, images, rngs={"noise": jax.random.PRNGKey(2)}),
+      variables)
+  assert [m.shape for m in means] == [(3, 2), (3, 2), (3, 4)]
+  # Middle rung alone at first (fading in too), each scale (step - start +
+  # 1) / 200 clipped to [0, 1].
+  for step, expected in ((0, (0, 1 / 200, 0)), (500, (101 / 200, 1, 0)),
+                         (900, (1, 1, 101 / 200)), (1000, (1, 1, 1))):
+    np.testing.assert_allclose(objective.rung_scales(config, step), expected)
+  plain = mnist.get_config()
+  assert config.model.rung_widths == plain.model.rung_widths
+  assert config.loss.reconstruction == plain.loss.reconstruction
