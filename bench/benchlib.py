@@ -1,7 +1,17 @@
 """Helpers shared by the benchmark scripts (not part of the library)."""
 
+import json
+import os
 import statistics
 import time
+
+
+def write_json(path, results):
+  """Writes a bench script's results (making the folder) and says where."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(results, f, indent=1)
+  print(f"wrote {path}")
 
 
 def matmul_peak(dtype="float32", size=2048, seconds=1.0, windows=3):

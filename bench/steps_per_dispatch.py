@@ -13,7 +13,6 @@ steps/s median [min-max] per k and writes docs/steps_per_dispatch.json.
 import argparse
 import functools
 import importlib
-import json
 import os
 import statistics
 import sys
@@ -26,6 +25,8 @@ runtime.retain_freed_host_memory()  # as main.py
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import write_json  # pylint: disable=g-import-not-at-top
 from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 
@@ -102,10 +103,7 @@ def main():
       print(f"{name}: k={k:>3} {statistics.median(v):8.1f} steps/s "
             f"[{min(v):.1f}-{max(v):.1f}]  ({statistics.median(v) / statistics.median(rates[ks[0]]):.2f}x k={ks[0]})",
             flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=1)
-  print(f"wrote {args.out}")
+  write_json(args.out, results)
 
 
 if __name__ == "__main__":

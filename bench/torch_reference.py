@@ -26,7 +26,6 @@ docs/torch_reference.json.
 import argparse
 import functools
 import importlib
-import json
 import math
 import os
 import statistics
@@ -46,7 +45,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import matmul_peak  # pylint: disable=g-import-not-at-top
+from benchlib import matmul_peak, write_json  # pylint: disable=g-import-not-at-top
 from vlae_jax import datasets, flops, models, train  # pylint: disable=g-import-not-at-top
 
 
@@ -307,10 +306,7 @@ def main():
       print(f"  ours {form} / pytorch: {entry['ratio_median']:.2f}x (per round "
             f"{min(entry['ratios']):.2f}-{max(entry['ratios']):.2f})",
             flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=1)
-  print(f"wrote {args.out}")
+  write_json(args.out, results)
 
 
 if __name__ == "__main__":
