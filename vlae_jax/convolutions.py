@@ -197,6 +197,20 @@ def _scatter_taps(taps, s2d: bool):
   return taps[jnp.asarray(inverse)].reshape((4, 4) + taps.shape[1:])
 
 
+def _shifted(x, offset, axis):
+  """``x`` moved by ``offset`` in {-1, 0, 1} along ``axis``, zero-filled:
+  ``out[i] = x[i + offset]``. The slice and its one-pixel pad fuse into the
+  consumer (no padded copy)."""
+  if offset == 0:
+    return x
+  size = x.shape[axis]
+  x = jax.lax.slice_in_dim(x, max(offset, 0), size + min(offset, 0),
+                           axis=axis)
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (max(-offset, 0), max(offset, 0))
+  return jnp.pad(x, pad)
+
+
 def _col2im(patches, channels, s2d: bool = False):
   """``[B, Ho, Wo, 16 C]`` -> ``[B, 2 Ho, 2 Wo, C]``: the transpose of
   ``_conv_patches``, each tap added back onto the pixel it was read from.
@@ -208,24 +222,12 @@ def _col2im(patches, channels, s2d: bool = False):
   gather).
   """
   batch, height, width, _ = patches.shape
-
-  def shifted(x, offset, axis, size):
-    # x moved by offset in {-1, 0, 1} along axis, zero-filled: the slice and
-    # its one-pixel pad fuse into the sum (no padded copy of all patches).
-    if offset == 0:
-      return x
-    x = jax.lax.slice_in_dim(x, max(offset, 0), size + min(offset, 0),
-                             axis=axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (max(-offset, 0), max(offset, 0))
-    return jnp.pad(x, pad)
-
   block_of = {tap: i for i, tap in enumerate(_taps(s2d))}
 
   def tap(p, q, a, b):
     block = block_of[(3 - p - 2 * a, 3 - q - 2 * b)]
     x = patches[..., block * channels:(block + 1) * channels]
-    return shifted(shifted(x, p + a - 1, 1, height), q + b - 1, 2, width)
+    return _shifted(_shifted(x, p + a - 1, 1), q + b - 1, 2)
 
   rows = []
   for p in range(2):
@@ -254,12 +256,6 @@ def _product_col2im(a, matrix, channels, precision, by_phase: bool,
   batch, height, width, _ = a.shape
   block_of = {tap: i for i, tap in enumerate(_taps(s2d))}
 
-  def shifted(x, dy, dx):
-    # x moved by (dy, dx) in {-1, 0, 1}^2, zero-filled.
-    x = x[:, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)]
-    return jnp.pad(x, ((0, 0), (max(-dy, 0), max(dy, 0)),
-                       (max(-dx, 0), max(dx, 0)), (0, 0)))
-
   rows = []
   for p in range(2):
     phases = []
@@ -268,7 +264,8 @@ def _product_col2im(a, matrix, channels, precision, by_phase: bool,
       # input (m + p + i - 1, n + q + j - 1), as in _col2im.
       pairs = [(i, j) for i in range(2) for j in range(2)]
       stacked = jnp.concatenate(
-          [shifted(a, p + i - 1, q + j - 1) for i, j in pairs], axis=-1)
+          [_shifted(_shifted(a, p + i - 1, 1), q + j - 1, 2)
+           for i, j in pairs], axis=-1)
       blocks = jnp.concatenate(
           [matrix[:, block * channels:(block + 1) * channels]
            for block in (block_of[(3 - p - 2 * i, 3 - q - 2 * j)]
