@@ -14,7 +14,8 @@ float32.
 
 ``--forms auto,gemm`` times several of our conv forms (``model.downsample``
 and ``model.upsample``; ``down/up`` for two different ones) in the same
-interleaved rounds.
+interleaved rounds; ``form@matmul`` also sets ``model.matmul``
+(``--forms auto@xla,auto@blas``: XLA's matrix products against BLAS's).
 
 Both steps run on the same fixed batch, interleaved (ours, torch, ours, ...)
 ``--rounds`` times; the script prints images/s as median [min-max], the ratio
@@ -230,7 +231,8 @@ def main():
   parser.add_argument("--forms", default="auto",
                       help="our conv forms to time, comma-separated: a form "
                       "of both model.downsample and model.upsample, or "
-                      "down/up")
+                      "down/up; @xla, @blas or @auto after it sets "
+                      "model.matmul")
   parser.add_argument("--out", default="docs/torch_reference.json")
   args = parser.parse_args()
   torch.set_num_threads(args.threads or datasets.default_decode_workers())
@@ -254,9 +256,12 @@ def main():
     forms = args.forms.split(",")
     steps, states = {}, {}
     for form in forms:
-      down, up = form.split("/") if "/" in form else (form, form)
+      forms_part, _, matmul = form.partition("@")
+      down, up = (forms_part.split("/") if "/" in forms_part
+                  else (forms_part, forms_part))
       variant = config.copy_and_resolve_references()
       variant.model.downsample, variant.model.upsample = down, up
+      variant.model.matmul = matmul or "auto"
       model = train.create_model(variant, shape)
       states[form] = train.create_train_state(variant, model)
       steps[form] = jax.jit(functools.partial(

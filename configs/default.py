@@ -42,6 +42,10 @@ def get_config():
   # backend and layer (vlae_jax/convolutions.py, docs/PERFORMANCE.md).
   config.model.upsample = "auto"         # | "transpose" | "subpixel" | "phase" | "phase_patches"
   config.model.downsample = "auto"       # | "native" | "space_to_depth" | "patches"
+  # Who runs the dense layers' and "auto" conv forms' matrix products: "auto"
+  # = an optimised BLAS inside the compiled step on a one-device CPU (float32;
+  # faster than XLA:CPU's GEMM, vlae_jax/blas.py), XLA elsewhere | "xla" | "blas".
+  config.model.matmul = "auto"
   config.model.std_floor = 1e-3          # posterior std = sigmoid(.) + std_floor
   # Per rung (bottom first), a floor replacing std_floor: a higher floor
   # limits how much a rung's code carries to the decoder. () -> std_floor.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from vlae_jax import datasets, models
+from vlae_jax import blas, datasets, models
 from vlae_jax.discrepancy import ESTIMATORS, KERNELS
 from vlae_jax.objective import RECONSTRUCTIONS
 
@@ -48,6 +48,10 @@ def validate(config):
         f"has {len(m.latent_dims)} rungs; give one entry per rung (or none).")
   _choice("model.upsample", m.upsample, models.UPSAMPLES)
   _choice("model.downsample", m.get("downsample", "auto"), models.DOWNSAMPLES)
+  _choice("model.matmul", m.get("matmul", "auto"), blas.MATMULS)
+  if m.get("matmul", "auto") == "blas" and not blas.available():
+    raise ConfigError(f"--config.model.matmul=blas cannot run here: "
+                      f"{blas.unavailable_reason()}; use auto or xla.")
   _choice("dtype", config.dtype, ("float32", "bfloat16"))
   for name in ("deterministic", "skip_nonfinite"):
     if not isinstance(config.get(name, False), bool):

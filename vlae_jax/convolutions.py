@@ -26,6 +26,9 @@ on an input of even height and width:
   per output phase (``_product_col2im``): 4 products with a 4x deeper inner
   dimension and 16x fewer columns. Not faster on this CPU (measured,
   docs/PERFORMANCE.md); kept for other machines.
+- "gemm_blas": "gemm" with its matrix products run by an optimised BLAS
+  inside the compiled step (``vlae_jax.blas``; float32 on the CPU, else
+  XLA's product), transposed operands passed as BLAS flags, not copied.
 
 ``conv_transpose(x, kernel, form)``, ``nn.ConvTranspose(out, (4, 4),
 strides=2, padding="SAME")``:
@@ -49,6 +52,7 @@ strides=2, padding="SAME")``:
 - "gemm_s2d": "gemm" with the space-to-depth patch gather (as for conv).
 - "gemm_phase": "gemm" with the product and ``col2im`` done per output phase
   (as for conv's input gradient).
+- "gemm_blas": "gemm" with BLAS products (as for conv).
 
 Output phase ``(p, q)`` (even/odd row, even/odd column) of the transposed conv
 sees input rows ``(i-1, i)`` with kernel rows ``(0, 2)`` for p = 0 and
@@ -62,11 +66,17 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from vlae_jax import blas
+
 CONV_FORMS = ("native", "space_to_depth", "patches", "native_phase_grad",
-              "gemm", "gemm_s2d", "gemm_phase")
+              "gemm", "gemm_s2d", "gemm_phase", "gemm_blas")
 CONV_TRANSPOSE_FORMS = ("native", "subpixel", "phase", "phase_patches",
                         "phase_patches_conv_grad", "gemm", "gemm_s2d",
-                        "gemm_phase")
+                        "gemm_phase", "gemm_blas")
+# The "gemm" family: (space-to-depth patches, per-phase col2im, BLAS products).
+_GEMM_FORMS = {"gemm": (False, False, False), "gemm_s2d": (True, False, False),
+               "gemm_phase": (False, True, False),
+               "gemm_blas": (False, False, True)}
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Kernel rows (or columns) of each output phase, on input offsets (0, +1)
 # after one pixel of padding.
@@ -129,9 +139,8 @@ def conv(x: jax.Array, kernel: jax.Array, form: str = "native",
   _check_even(x)
   if form == "native_phase_grad":
     return _conv_phase_grad(x, kernel, precision)
-  if form in ("gemm", "gemm_s2d", "gemm_phase"):
-    return _conv_gemm(x, kernel, precision, form == "gemm_s2d",
-                      form == "gemm_phase")
+  if form in _GEMM_FORMS:
+    return _conv_gemm(x, kernel, precision, *_GEMM_FORMS[form])
   batch, height, width, channels = x.shape
   out = kernel.shape[-1]
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -239,7 +248,8 @@ def _col2im(patches, channels, s2d: bool = False):
 
 
 def _product_col2im(a, matrix, channels, precision, by_phase: bool,
-                    s2d: bool = False):
+                    s2d: bool = False, use_blas: bool = False,
+                    transpose_matrix: bool = False):
   """``_col2im(a @ matrix)``: ``a [B, Ho, Wo, K]``, ``matrix [K, 16 C]`` with
   its column blocks in patch order -> ``[B, 2 Ho, 2 Wo, C]``.
 
@@ -250,9 +260,13 @@ def _product_col2im(a, matrix, channels, precision, by_phase: bool,
   16x fewer output columns. XLA:CPU runs ``[25600, 128] x [128, 1024]`` at
   about 40% of its matmul peak (it writes 16 C wide rows from a short inner
   loop), ``[25600, 512] x [512, 64]`` near the peak: bench/conv_forms.py.
+  ``transpose_matrix``: ``matrix`` is given as ``[16 C, K]``.
   """
   if not by_phase:
-    return _col2im(jnp.dot(a, matrix, precision=precision), channels, s2d)
+    return _col2im(_product(a, matrix, precision, use_blas, transpose_matrix),
+                   channels, s2d)
+  if transpose_matrix:
+    matrix = matrix.T
   batch, height, width, _ = a.shape
   block_of = {tap: i for i, tap in enumerate(_taps(s2d))}
 
@@ -277,14 +291,30 @@ def _product_col2im(a, matrix, channels, precision, by_phase: bool,
   return y.reshape(batch, 2 * height, 2 * width, channels)
 
 
-def _gram(a, b, precision):
+def _product(a, matrix, precision, use_blas: bool, transpose_matrix=False):
+  """``a [..., K] @ op(matrix)`` -> ``[..., N]``, ``op(matrix) [K, N]``:
+  through BLAS where asked, both are float32 and BLAS is available, else
+  XLA's product."""
+  if (use_blas and a.dtype == jnp.float32 and matrix.dtype == jnp.float32
+      and blas.available()):
+    flat = blas.matmul(a.reshape(-1, a.shape[-1]), matrix, False,
+                       transpose_matrix, True)
+    return flat.reshape(a.shape[:-1] + flat.shape[-1:])
+  return jnp.dot(a, matrix.T if transpose_matrix else matrix,
+                 precision=precision)
+
+
+def _gram(a, b, precision, use_blas: bool = False):
   """``a [..., m]``, ``b [..., n]`` -> ``a^T b [m, n]`` over all leading axes.
 
   XLA:CPU's matrix product takes its left operand row-major, so one operand
   is copied transposed: the product is oriented so that it is the smaller.
+  BLAS reads the transposed operand in place.
   """
   a = a.reshape(-1, a.shape[-1])
   b = b.reshape(-1, b.shape[-1]).astype(a.dtype)
+  if use_blas and a.dtype == jnp.float32 and blas.available():
+    return blas.matmul(a, b, True, False, True)
   if a.size <= b.size:
     return jnp.dot(a.T, b, precision=precision)
   return jnp.dot(b.T, a, precision=precision).T
@@ -297,26 +327,29 @@ def _kernel_matrix(kernel, s2d: bool):
   return _gather_taps(kernel, s2d).reshape(-1, kernel.shape[-1])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_gemm(x, kernel, precision, s2d=False, by_phase=False):
-  return _conv_gemm_fwd(x, kernel, precision, s2d, by_phase)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_gemm(x, kernel, precision, s2d=False, by_phase=False,
+               use_blas=False):
+  return _conv_gemm_fwd(x, kernel, precision, s2d, by_phase, use_blas)[0]
 
 
-def _conv_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False):
+def _conv_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False,
+                   use_blas=False):
   del by_phase
   patches = _patches(x, s2d)
-  y = jnp.dot(patches, _kernel_matrix(kernel, s2d), precision=precision)
+  y = _product(patches, _kernel_matrix(kernel, s2d), precision, use_blas)
   return y, (patches, kernel)
 
 
-def _conv_gemm_bwd(precision, s2d, by_phase, residuals, dy):
+def _conv_gemm_bwd(precision, s2d, by_phase, use_blas, residuals, dy):
   patches, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
-  dmatrix = _gram(patches, dy, precision)
+  dmatrix = _gram(patches, dy, precision, use_blas)
   dkernel = (_scatter_taps(dmatrix.reshape(16, in_channels, out), s2d)
              if s2d else dmatrix.reshape(kernel.shape))
-  dx = _product_col2im(dy, _kernel_matrix(kernel, s2d).T.astype(dy.dtype),
-                       in_channels, precision, by_phase, s2d)
+  dx = _product_col2im(dy, _kernel_matrix(kernel, s2d).astype(dy.dtype),
+                       in_channels, precision, by_phase, s2d, use_blas,
+                       transpose_matrix=True)
   return dx.astype(patches.dtype), dkernel.astype(kernel.dtype)
 
 
@@ -336,26 +369,30 @@ def _transpose_kernel_matrix(kernel, s2d: bool = False):
                                                                16 * out)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_transpose_gemm(x, kernel, precision, s2d=False, by_phase=False):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_transpose_gemm(x, kernel, precision, s2d=False, by_phase=False,
+                         use_blas=False):
   return _product_col2im(x, _transpose_kernel_matrix(kernel, s2d),
-                         kernel.shape[-1], precision, by_phase, s2d)
+                         kernel.shape[-1], precision, by_phase, s2d, use_blas)
 
 
-def _conv_transpose_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False):
-  return (_conv_transpose_gemm(x, kernel, precision, s2d, by_phase),
+def _conv_transpose_gemm_fwd(x, kernel, precision, s2d=False, by_phase=False,
+                             use_blas=False):
+  return (_conv_transpose_gemm(x, kernel, precision, s2d, by_phase, use_blas),
           (x, kernel))
 
 
-def _conv_transpose_gemm_bwd(precision, s2d, by_phase, residuals, dy):
+def _conv_transpose_gemm_bwd(precision, s2d, by_phase, use_blas, residuals,
+                             dy):
   del by_phase
   x, kernel = residuals
   in_channels, out = kernel.shape[2], kernel.shape[3]
   dproducts = _patches(dy, s2d)  # [B, H, W, (tap, out)]
   matrix = _transpose_kernel_matrix(kernel, s2d)
-  dx = jnp.dot(dproducts, matrix.T.astype(dproducts.dtype),
-               precision=precision)
-  dmatrix = _gram(x, dproducts, precision).reshape(in_channels, 16, out)
+  dx = _product(dproducts, matrix.astype(dproducts.dtype), precision,
+                use_blas, transpose_matrix=True)
+  dmatrix = _gram(x, dproducts, precision, use_blas).reshape(in_channels, 16,
+                                                              out)
   dkernel = _scatter_taps(dmatrix.transpose(1, 0, 2), s2d)[::-1, ::-1]
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
@@ -448,9 +485,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, form: str = "native",
                                   precision=precision)
   if form == "phase_patches_conv_grad":
     return _conv_transpose_conv_grad(x, kernel, precision)
-  if form in ("gemm", "gemm_s2d", "gemm_phase"):
-    return _conv_transpose_gemm(x, kernel, precision, form == "gemm_s2d",
-                                form == "gemm_phase")
+  if form in _GEMM_FORMS:
+    return _conv_transpose_gemm(x, kernel, precision, *_GEMM_FORMS[form])
   if form == "subpixel":
     padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     taps = jnp.array([[0, 2, 4], [4, 1, 3]])  # index 4 is the zero tap

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vlae_jax import convolutions
+from vlae_jax import blas, convolutions
 
 Shape = Tuple[int, ...]
 
@@ -110,6 +110,22 @@ def _kernel_and_bias(module: nn.Module, in_features: int):
   return kernel, bias
 
 
+def _with_matmul(form: str, matmul: str, dtype) -> str:
+  """An "auto" choice of "gemm" runs its products in BLAS where ``matmul``
+  (``config.model.matmul``) resolves to it."""
+  if form == "gemm" and blas.resolve(matmul, dtype):
+    return "gemm_blas"
+  return form
+
+
+def _dense(features: int, dtype, matmul: str, name: str) -> nn.Dense:
+  """``nn.Dense`` whose product runs in BLAS where ``matmul`` resolves to it
+  (same parameters and function)."""
+  return nn.Dense(features, dtype=dtype, name=name,
+                  dot_general=(blas.dot_general
+                               if blas.resolve(matmul, dtype) else None))
+
+
 class DownConv(nn.Module):
   """``nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")``: the same
   parameters (``kernel [4, 4, in, out]``, ``bias [out]``, the same
@@ -120,13 +136,15 @@ class DownConv(nn.Module):
   features: int
   form: str = "auto"
   dtype: Any = jnp.float32
+  matmul: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = self.form
     if form == "auto":
-      form = convolutions.choose_conv_form(x.shape, self.features)
+      form = _with_matmul(convolutions.choose_conv_form(x.shape, self.features),
+                          self.matmul, self.dtype)
     y = convolutions.conv(x.astype(self.dtype), kernel.astype(self.dtype),
                           form)
     return y + bias.astype(self.dtype)
@@ -142,13 +160,16 @@ class UpConv(nn.Module):
   features: int
   form: str = "auto"
   dtype: Any = jnp.float32
+  matmul: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = "native" if self.form == "transpose" else self.form
     if form == "auto":
-      form = convolutions.choose_conv_transpose_form(x.shape, self.features)
+      form = _with_matmul(
+          convolutions.choose_conv_transpose_form(x.shape, self.features),
+          self.matmul, self.dtype)
     y = convolutions.conv_transpose(x.astype(self.dtype),
                                     kernel.astype(self.dtype), form)
     return y + bias.astype(self.dtype)
@@ -167,6 +188,7 @@ class _Layers(nn.Module):
   norm: str
   activation: str
   dtype: Any
+  matmul: str = "auto"
 
   def normalize_and_activate(self, x, train: bool, name: str):
     if self.norm == "batch":
@@ -196,13 +218,13 @@ class InferenceRung(_Layers):
     for i, (width, stride) in enumerate(zip(self.widths, strides)):
       if self.kind == "conv" and stride == 2:
         h = DownConv(width, form=self.downsample, dtype=self.dtype,
-                     name=f"{prefix}conv{i}")(h)
+                     matmul=self.matmul, name=f"{prefix}conv{i}")(h)
       elif self.kind == "conv":
         h = nn.Conv(width, (4, 4), padding="SAME", dtype=self.dtype,
                     name=f"{prefix}conv{i}")(h)
       else:
         h = h.reshape(h.shape[0], -1)
-        h = nn.Dense(width, dtype=self.dtype, name=f"{prefix}dense{i}")(h)
+        h = _dense(width, self.dtype, self.matmul, f"{prefix}dense{i}")(h)
       h = self.normalize_and_activate(h, train, f"{prefix}layer{i}")
     return h
 
@@ -237,7 +259,7 @@ class GenerativeRung(_Layers):
   is_bottom: bool = False
 
   def _project(self, z, shape, name):
-    out = nn.Dense(math.prod(shape), dtype=self.dtype, name=name)(z)
+    out = _dense(math.prod(shape), self.dtype, self.matmul, name)(z)
     return out.reshape((z.shape[0],) + tuple(shape))
 
   @nn.compact
@@ -258,13 +280,14 @@ class GenerativeRung(_Layers):
       target = tuple(self.shapes[i])
       if self.kind == "conv" and (not self.strides or self.strides[i] == 2):
         h = UpConv(target[-1], form=self.upsample, dtype=self.dtype,
-                   name=f"deconv{i}")(h)
+                   matmul=self.matmul, name=f"deconv{i}")(h)
       elif self.kind == "conv":
         h = nn.ConvTranspose(target[-1], (4, 4), padding="SAME",
                              dtype=self.dtype, name=f"deconv{i}")(h)
       else:
         h = h.reshape(h.shape[0], -1)
-        h = nn.Dense(math.prod(target), dtype=self.dtype, name=f"dense{i}")(h)
+        h = _dense(math.prod(target), self.dtype, self.matmul,
+                   f"dense{i}")(h)
         h = h.reshape((h.shape[0],) + target)
       if not (self.is_bottom and i == 0):
         h = self.normalize_and_activate(h, train, f"layer{i}")
@@ -304,6 +327,9 @@ class VLAE(nn.Module):
     upsample, downsample: how the 4x4 stride-2 transposed convs and convs are
       computed ("auto" or a form of ``vlae_jax.convolutions``); every form is
       the same function of the same parameters.
+    matmul: who runs the dense layers' products and those of "auto" conv
+      forms: "auto" (an optimised BLAS inside the step on a one-device CPU,
+      float32, see ``vlae_jax.blas``; XLA elsewhere), "xla" or "blas".
     dtype: computation dtype of convs and dense layers (params stay float32).
   """
 
@@ -321,13 +347,14 @@ class VLAE(nn.Module):
   rung_strides: Optional[Sequence[Sequence[int]]] = None
   head_branches: bool = False
   decoder_activation: str = ""
+  matmul: str = "auto"
 
   def setup(self):
     shapes = rung_shapes(self.image_shape, self.rung_kinds, self.rung_widths,
                          self.rung_strides)
     strides = layer_strides(self.rung_kinds, self.rung_widths,
                             self.rung_strides)
-    common = dict(norm=self.norm, dtype=self.dtype)
+    common = dict(norm=self.norm, dtype=self.dtype, matmul=self.matmul)
     self.inference_rungs = [
         InferenceRung(kind=kind, widths=tuple(widths), strides=stride,
                       latent_dim=dim, std_floor=floor,
@@ -420,4 +447,5 @@ def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
           "rung_strides", ()) or ()) or None,
       head_branches=bool(model_config.get("head_branches", False)),
       decoder_activation=model_config.get("decoder_activation", ""),
+      matmul=model_config.get("matmul", "auto"),
   )

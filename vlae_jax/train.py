@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vlae_jax import (checkpoints, configuration, datasets, input_pipeline,
-                      parallel, reporting, runtime)
+from vlae_jax import (blas, checkpoints, configuration, datasets,
+                      input_pipeline, parallel, reporting, runtime)
 # The objective lives in objective.py; re-exported for existing callers.
 from vlae_jax.objective import (RECONSTRUCTIONS, aggregate_mmd,  # noqa: F401
                                 loss_fn, model_variables, reconstruction_loss,
@@ -283,6 +283,8 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
       manager.close()
       return state
     checkpoints.write_config(workdir, config)
+    print("matrix products: " + blas.describe(
+        config.model.get("matmul", "auto"), config.dtype), flush=True)
     if resumed:
       print(f"resuming from step {start} "
             f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
