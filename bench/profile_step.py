@@ -1,12 +1,14 @@
 """Where a train step's time goes: forward/backward, encoder/decoder, MMD.
 
-    python bench/profile_step.py [--config celeba] [--batch 100]
+    python bench/profile_step.py [--config celeba] [--batch 100] [--matmul auto]
 
 Times jit-compiled pieces of the step on one fixed batch (median of repeats)
 and prints each with XLA's FLOP and byte counts, so the share of time against
 the share of FLOPs shows which parts run below the machine's matmul rate
 (memory-bound elementwise work: batch norm, activations, the optimizer).
-Writes docs/profile_<config>.json.
+XLA counts no FLOPs inside the BLAS custom call (``model.matmul``, "auto"
+on a CPU): ``--matmul xla`` gives the full counts. Writes
+docs/profile_<config>.json.
 """
 
 import argparse
@@ -44,9 +46,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="celeba")
   parser.add_argument("--batch", type=int, default=100)
+  parser.add_argument("--matmul", default="auto",
+                      help="model.matmul: auto, xla or blas")
   args = parser.parse_args()
   config = importlib.import_module(f"configs.{args.config}").get_config()
   config.batch_size = args.batch
+  config.model.matmul = args.matmul
   shape = datasets.image_shape(config)
   model = train.create_model(config, shape)
   state = train.create_train_state(config, model)

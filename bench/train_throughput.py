@@ -26,7 +26,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import compile_with_cost, matmul_peak  # pylint: disable=g-import-not-at-top
+from benchlib import compile_with_cost, matmul_peak, xla_step_flops  # pylint: disable=g-import-not-at-top
 from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
 
 
@@ -76,7 +76,8 @@ def measure(config, steps):
            "label": np.zeros((config.batch_size,), np.int32)}
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)
-  compiled, compile_seconds, flops = compile_with_cost(step, state, batch)
+  compiled, compile_seconds, _ = compile_with_cost(step, state, batch)
+  flops = xla_step_flops(config, shape, state, batch)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   start = time.perf_counter()

@@ -81,6 +81,15 @@ def test_empty_and_batched_products():
                              atol=1e-5)
 
 
+def test_bad_operands_get_one_clear_error():
+  with pytest.raises(ValueError, match=r"2-D operands, got shapes \(2, 3, 4\)"):
+    blas.matmul(jnp.ones((2, 3, 4)), jnp.ones((4, 5)))
+  with pytest.raises(ValueError, match="float32 operands, got bfloat16"):
+    blas.matmul(jnp.ones((2, 4), jnp.bfloat16), jnp.ones((4, 5)))
+  with pytest.raises(ValueError, match="inner dimensions 4 and 6"):
+    blas.matmul(jnp.ones((2, 4)), jnp.ones((5, 6)), False, True)
+
+
 def test_repeatable_bit_for_bit_and_concurrent_products():
   """Two independent products XLA may run at once on its two threads, each
   split over the same pool: no deadlock, right values, the same bits twice."""

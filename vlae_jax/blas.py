@@ -172,8 +172,24 @@ def unavailable_reason() -> str | None:
 MIN_BLAS_INNER = 128
 
 
+def _check(a, b, transpose_a, transpose_b):
+  if a.ndim != 2 or b.ndim != 2:
+    raise ValueError(f"blas.matmul takes 2-D operands, got shapes {a.shape} "
+                     f"and {b.shape}; reshape to [rows, columns] (or vmap).")
+  if a.dtype != jnp.float32 or b.dtype != jnp.float32:
+    raise ValueError(f"blas.matmul takes float32 operands, got {a.dtype} and "
+                     f"{b.dtype}; cast them, or use jnp.dot.")
+  k_a = a.shape[0] if transpose_a else a.shape[1]
+  k_b = b.shape[1] if transpose_b else b.shape[0]
+  if k_a != k_b:
+    raise ValueError(f"blas.matmul: op(a) {a.shape}{'^T' * transpose_a} and "
+                     f"op(b) {b.shape}{'^T' * transpose_b} have inner "
+                     f"dimensions {k_a} and {k_b}; they must match.")
+
+
 def _product(a: jax.Array, b: jax.Array, transpose_a: bool,
              transpose_b: bool, by_shape: bool = False) -> jax.Array:
+  _check(a, b, transpose_a, transpose_b)
   if by_shape and (a.shape[0] if transpose_a else a.shape[1]) < MIN_BLAS_INNER:
     return jnp.dot(a.T if transpose_a else a, b.T if transpose_b else b)
   if not available():
