@@ -92,9 +92,10 @@ RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
               "deterministic", "decode_workers", "max_train_minutes")
 
 
-# How a layer is computed, not what it computes: every form is the same
-# function of the same parameters.
-COMPUTATION_FIELDS = ("model.upsample", "model.downsample")
+# How a layer is computed, not what it computes: every form, and either
+# matrix-product backend, is the same function of the same parameters (a
+# workdir saved before model.matmul existed resumes too).
+COMPUTATION_FIELDS = ("model.upsample", "model.downsample", "model.matmul")
 
 
 def config_differences(saved: dict, new: dict, prefix: str = ""):
