@@ -238,11 +238,11 @@ def _matmul_bwd(transpose_a, transpose_b, by_shape, residuals, dc):
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-def usable(*arrays: jax.Array) -> bool:
-  """True where a product of these arrays may go to BLAS: float32 operands,
-  the CPU backend, one device (an opaque custom call would make the SPMD
+def usable(dtype=jnp.float32) -> bool:
+  """True where products computed in ``dtype`` may go to BLAS: float32, the
+  CPU backend, one device (an opaque custom call would make the SPMD
   partitioner gather a sharded operand), and the handler available."""
-  if any(jnp.result_type(x) != jnp.float32 for x in arrays):
+  if jnp.dtype(dtype) != jnp.float32:
     return False
   if jax.default_backend() != "cpu" or jax.device_count() != 1:
     return False
@@ -266,7 +266,7 @@ def resolve(matmul: str, dtype=jnp.float32) -> bool:
       raise RuntimeError(f"model.matmul='blas' cannot run here: "
                          f"{unavailable_reason()}; use 'auto' or 'xla'.")
     return True
-  return usable(jnp.zeros((), dtype))
+  return usable(dtype)
 
 
 def describe(matmul: str, dtype=jnp.float32) -> str:
@@ -284,6 +284,17 @@ def describe(matmul: str, dtype=jnp.float32) -> str:
   return f"XLA ({unavailable_reason()})"
 
 
+def product(a: jax.Array, b: jax.Array, transpose_a: bool = False,
+            transpose_b: bool = False, precision=None) -> jax.Array:
+  """``op(a) @ op(b)`` of 2-D operands: ``matmul`` with ``by_shape`` where
+  both are float32 and BLAS is available, else XLA's product (``precision``
+  applies to that one)."""
+  if (a.dtype == jnp.float32 and b.dtype == jnp.float32 and available()):
+    return matmul(a, b, transpose_a, transpose_b, True)
+  return jnp.dot(a.T if transpose_a else a, b.T if transpose_b else b,
+                 precision=precision)
+
+
 def dot_general(lhs, rhs, dimension_numbers, precision=None,
                 preferred_element_type=None):
   """``lax.dot_general`` with the dense-layer case (``lhs [..., K]``
@@ -293,13 +304,12 @@ def dot_general(lhs, rhs, dimension_numbers, precision=None,
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   if (tuple(lhs_contract) == (lhs.ndim - 1,) and tuple(rhs_contract) == (0,)
       and not lhs_batch and not rhs_batch and rhs.ndim == 2
-      and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32
-      and preferred_element_type in (None, jnp.float32) and available()):
-    flat = matmul(lhs.reshape(-1, lhs.shape[-1]), rhs, False, False, True)
+      and preferred_element_type in (None, jnp.float32)):
+    flat = product(lhs.reshape(-1, lhs.shape[-1]), rhs, precision=precision)
     return flat.reshape(lhs.shape[:-1] + rhs.shape[1:])
   return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                              preferred_element_type=preferred_element_type)
 
 
-__all__ = ["available", "unavailable_reason", "matmul", "usable",
+__all__ = ["available", "unavailable_reason", "matmul", "product", "usable",
            "dot_general", "describe", "resolve", "cache_dir", "MATMULS", "TARGET_NAME"]

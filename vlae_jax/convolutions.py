@@ -293,12 +293,10 @@ def _product_col2im(a, matrix, channels, precision, by_phase: bool,
 
 def _product(a, matrix, precision, use_blas: bool, transpose_matrix=False):
   """``a [..., K] @ op(matrix)`` -> ``[..., N]``, ``op(matrix) [K, N]``:
-  through BLAS where asked, both are float32 and BLAS is available, else
-  XLA's product."""
-  if (use_blas and a.dtype == jnp.float32 and matrix.dtype == jnp.float32
-      and blas.available()):
-    flat = blas.matmul(a.reshape(-1, a.shape[-1]), matrix, False,
-                       transpose_matrix, True)
+  ``blas.product`` where asked, else XLA's product."""
+  if use_blas:
+    flat = blas.product(a.reshape(-1, a.shape[-1]), matrix, False,
+                        transpose_matrix, precision)
     return flat.reshape(a.shape[:-1] + flat.shape[-1:])
   return jnp.dot(a, matrix.T if transpose_matrix else matrix,
                  precision=precision)
@@ -313,8 +311,8 @@ def _gram(a, b, precision, use_blas: bool = False):
   """
   a = a.reshape(-1, a.shape[-1])
   b = b.reshape(-1, b.shape[-1]).astype(a.dtype)
-  if use_blas and a.dtype == jnp.float32 and blas.available():
-    return blas.matmul(a, b, True, False, True)
+  if use_blas and a.dtype == jnp.float32:
+    return blas.product(a, b, True, False, precision)
   if a.size <= b.size:
     return jnp.dot(a.T, b, precision=precision)
   return jnp.dot(b.T, a, precision=precision).T
