@@ -136,6 +136,49 @@ def test_flipped_checkpoint_on_the_cli_resumes_from_the_verified_one(
                          jax.device_get(state.params))
 
 
+def test_a_checkpoint_without_its_manifest_is_never_trusted(
+    trained_run, tmp_path, capsys):
+  """The manifest of the newest step deleted and a byte of that step
+  flipped: the step is skipped as unverifiable (analysis renames nothing,
+  training keeps it as .unreadable-0) and the verified older step is used,
+  so the damage is never trained on or re-saved under a fresh manifest."""
+  workdir, config, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  os.remove(copy / "checkpoints" / "manifests" / "10.json")
+  flip_byte(max(data_files(copy / "checkpoints" / "10"), key=os.path.getsize))
+  before = tree_hashes(copy)
+  capsys.readouterr()
+  _, _, state = analysis.load_experiment(str(copy))
+  out, err = capsys.readouterr()
+  assert int(state.step) == 5 and "skipping" not in err  # said once
+  assert (f"skipping damaged checkpoint {copy / 'checkpoints' / '10'} (no "
+          "checksum manifest") in out and out.count("warning:") == 1
+  assert tree_hashes(copy) == before
+  train.train_and_evaluate(config, str(copy))
+  out = capsys.readouterr().out
+  assert os.path.isdir(copy / "checkpoints" / "10.unreadable-0")
+  assert "kept as" in out and "no verified checkpoint is left" not in out
+  assert os.path.exists(copy / "checkpoints" / "manifests" / "10.json")
+
+
+def test_the_only_checkpoint_damaged_says_the_run_starts_over(
+    trained_run, tmp_path, capsys):
+  workdir, config, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  shutil.rmtree(copy / "checkpoints" / "5")
+  os.remove(copy / "checkpoints" / "manifests" / "10.json")
+  capsys.readouterr()
+  state = train.train_and_evaluate(config, str(copy))
+  out = capsys.readouterr().out
+  assert int(state.step) == 10
+  assert out.count("skipping damaged checkpoint") == 1
+  assert ("no verified checkpoint is left in "
+          f"{copy / 'checkpoints'}; training starts over from step 0") in out
+  assert os.path.isdir(copy / "checkpoints" / "10.unreadable-0")
+
+
 def test_a_changed_model_shape_is_refused_and_nothing_is_renamed(
     trained_run, tmp_path):
   workdir, config, _ = trained_run

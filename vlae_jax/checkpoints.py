@@ -20,7 +20,6 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
 
 CONFIG_FILE = "config.json"
 
@@ -472,8 +471,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
     ``changed_fields``, the config edits that explain them); nothing renamed.
   - transient (memory, permissions, I/O): ``CheckpointAccessError``; nothing
     renamed.
-  A checkpoint without a manifest (an older vlae_jax) restores with a warning
-  that it is unverified.
+  A checkpoint without a manifest cannot be verified and is damaged too
+  (every save writes its manifest before Orbax writes the arrays, so a
+  finalised checkpoint without one has lost it).
   """
   directory = str(manager.directory)
   for step in sorted(manager.all_steps(), reverse=True):
@@ -507,6 +507,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
         manifest = read_manifest(directory, step)
       except (OSError, ValueError) as e:
         problem = f"unreadable manifest: {first_line(e)}"
+      else:
+        if manifest is None:
+          problem = (f"no checksum manifest {manifest_path(directory, step)}, "
+                     "so it cannot be verified")
     if problem is None:
       try:
         restored = manager.restore(step, args=ocp.args.StandardRestore(
@@ -518,16 +522,11 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
               "changed. Fix the cause and run the same command again.") from e
         problem = first_line(e)
     if problem is None:
-      if manifest is None:
-        print(f"warning: checkpoint {path} has no checksum manifest (written "
-              "by an older vlae_jax); restored unverified.", flush=True)
-        return restored
       bad = manifest_mismatches(restored, manifest)
       if not bad:
         return restored
       problem = (f"{len(bad)} array(s) differ from the manifest written "
                  f"when it was saved: {', '.join(bad[:3])}")
-    logging.warning("skipping damaged checkpoint %s (%s)", path, problem)
     if set_aside:
       kept = _set_aside(manager, path)
       print(f"warning: skipping damaged checkpoint {path} ({problem}); kept "

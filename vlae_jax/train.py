@@ -243,9 +243,14 @@ def _restore(config, workdir: str, model, lock, changed_fields):
                                      read_only=lock.read_only)
   # Restored before config.json is rewritten: an incompatible checkpoint is
   # refused with the workdir untouched.
+  had_checkpoints = bool(manager.all_steps())
   restored = checkpoints.restore_latest(manager, state,
                                         set_aside=not lock.read_only,
                                         changed_fields=changed_fields)
+  if restored is None and had_checkpoints and not lock.read_only:
+    print(f"warning: no verified checkpoint is left in "
+          f"{manager.directory}; training starts over from step 0 (the "
+          "damaged ones are kept, renamed *.unreadable-N).", flush=True)
   state = restored if restored is not None else state
   start = int(state.step)
   if lock.read_only and start < config.num_train_steps:
