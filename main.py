@@ -19,8 +19,13 @@ newest checkpoint) plus its own flags, and prints the files it wrote:
                --attribute=NAME (CelebA) figures/edit_NAME.png instead: the
                attribute vector (mean code with minus without) times
                --strength added to the test faces --images, in --rungs.
-  evaluate     eval/metrics.json, eval/metrics.txt, eval/probe_heatmap.png:
-               test reconstruction, per-rung MMD^2, active units, linear probes.
+  evaluate     eval/metrics.json, eval/metrics.txt and heatmaps: test
+               reconstruction, per-rung MMD^2, active units, linear probes;
+               each paper claim judged on the decoder side (resample one
+               rung, decode, measure the factor; bootstrap intervals) and
+               the encoder side (what the codes predict, beside pixel-PCA
+               and random-code controls); KID; CelebA face arithmetic scored
+               against pixel arithmetic (eval/arithmetic.png).
 
 Examples:
   python main.py                                   # digits, runs/default
@@ -162,7 +167,16 @@ flags.DEFINE_integer("probe_train_size", 10000,
                      "evaluate: training images the probes fit on.")
 flags.DEFINE_integer("classifier_steps", 1000,
                      "evaluate: training steps of the feature classifier "
-                     "behind KID (0 skips the sample-quality metrics).")
+                     "behind KID, the decoder-side classifier factors and "
+                     "face arithmetic (and of the CelebA identity verifier); "
+                     "0 skips them.")
+flags.DEFINE_integer("decoder_images", 500,
+                     "evaluate: test images whose rungs are resampled for "
+                     "the decoder-side claims.")
+flags.DEFINE_integer("decoder_draws", 8,
+                     "evaluate: draws per image and rung on the decoder side.")
+flags.DEFINE_integer("arithmetic_triples", 200,
+                     "evaluate (CelebA): analogy triples per attribute.")
 flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                   "Multi-process JAX: 'auto' starts jax.distributed only in a "
                   "complete multi-process launch (srun with several tasks, "
@@ -203,6 +217,11 @@ def run_mode(mode, config, workdir):
   from vlae_jax import analysis, evaluate, train
   rungs = int_list("rungs", FLAGS.rungs)
   out_dir = None
+  if mode == "evaluate":  # checked before the output folder is made
+    for name, least in (("classifier_steps", 0), ("decoder_images", 2),
+                        ("decoder_draws", 2), ("arithmetic_triples", 1)):
+      if getattr(FLAGS, name) < least:
+        fail(f"--{name} must be >= {least}, got {getattr(FLAGS, name)}.")
   if mode != "train":
     out_dir = writable_output_dir(mode, workdir)
   images = int_list("images", FLAGS.images)
@@ -243,11 +262,12 @@ def run_mode(mode, config, workdir):
     return analysis.arithmetic(
         workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs,
         out_dir=out_dir)
-  if FLAGS.classifier_steps < 0:
-    fail(f"--classifier_steps must be >= 0, got {FLAGS.classifier_steps}.")
   return evaluate.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed,
                            out_dir=out_dir,
-                           classifier_steps=FLAGS.classifier_steps)
+                           classifier_steps=FLAGS.classifier_steps,
+                           decoder_images=FLAGS.decoder_images,
+                           decoder_draws=FLAGS.decoder_draws,
+                           arithmetic_triples=FLAGS.arithmetic_triples)
 
 
 def main(argv):

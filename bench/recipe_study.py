@@ -23,6 +23,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
+CELEBA = os.path.join(os.path.dirname(ROOT), "shared", "data", "celeba")
 
 RECIPES = {
     "reference": [],
@@ -121,16 +122,38 @@ RECIPES = {
                          "--config.model.decoder_activation=relu"],
 }
 
+# CelebA recipes: configs/celeba_small.py plus these overrides.
+CELEBA_RECIPES = {
+    "celeba_small": [],
+    # Progressive from the bottom: rung 0 alone first (it takes what
+    # explains the most pixels: lighting, background and colour balance),
+    # then each rung above it fades in over 150 steps.
+    "celeba_bottom_up": ["--config.rung_start_steps=(0,150,300,450)",
+                         "--config.rung_fade_steps=150"],
+    "celeba_bottom_up_long": ["--config.rung_start_steps=(0,300,450,600)",
+                              "--config.rung_fade_steps=150"],
+    # proVLAE's order: the top rung alone first, lower rungs fade in.
+    "celeba_top_down": ["--config.rung_start_steps=(450,300,150,0)",
+                        "--config.rung_fade_steps=150"],
+}
+
+
+def overrides(name):
+  return CELEBA_RECIPES[name] if name in CELEBA_RECIPES else RECIPES[name]
+
 
 def train_command(name, workdir, args):
+  base, data_dir = (("configs/celeba_small.py", args.celeba_dir)
+                    if name in CELEBA_RECIPES else
+                    ("configs/mnist.py", args.data_dir))
   budget = ([f"--config.max_train_minutes={args.minutes}",
              "--config.num_train_steps=1000000"] if args.minutes else
             [f"--config.num_train_steps={args.steps}"])
   return [sys.executable, os.path.join(ROOT, "main.py"),
-          "--config=configs/mnist.py", f"--config.data_dir={args.data_dir}",
+          f"--config={base}", f"--config.data_dir={data_dir}",
           f"--workdir={workdir}", "--config.log_every=500",
           "--config.eval_every=1000000", "--config.image_every=1000000",
-          "--config.checkpoint_every=2000", *budget, *RECIPES[name]]
+          "--config.checkpoint_every=2000", *budget, *overrides(name)]
 
 
 def evaluate_command(workdir, args):
@@ -143,10 +166,15 @@ def summary(name, workdir, seconds):
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     m = json.load(f)
   table = m["factors"]
-  row = {"recipe": name, "overrides": RECIPES[name], "step": m["step"],
+  row = {"recipe": name, "overrides": overrides(name), "step": m["step"],
          "train_seconds": round(seconds, 1), "l1": m["l1"],
          "mmd": m["mmd"], "factors": table, "claims": m["claims"],
-         "digit_knn_rungs_and_above": m.get("digit_knn_rungs_and_above")}
+         "digit_knn_rungs_and_above": m.get("digit_knn_rungs_and_above"),
+         "decoder_claims": m.get("decoder_claims"),
+         "decoder_shares": {f: s["share"] for f, s in m.get(
+             "decoder", {}).get("resample", {}).get("factors", {}).items()},
+         "identity_verifier": m.get("identity_verifier"),
+         "arithmetic": m.get("arithmetic")}
   if "sample_quality" in m:
     q = m["sample_quality"]
     row["kid_samples"] = q["kid_samples"]["mean"]
@@ -174,6 +202,26 @@ def markdown(rows):
   return "\n".join(lines)
 
 
+def celeba_markdown(rows):
+  """Per recipe: the decoder-side shares of the claimed factors and the
+  claims held on each side."""
+  lines = ["| recipe | steps | test L1 | decoder shares, rungs 0/1/2/3: "
+           "brightness; warmth; hair lum.; face redness; identity; Smiling "
+           "| claims held, decoder / encoder | KID samples |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    shares = "; ".join(
+        "/".join(f"{v:.2f}" for v in r["decoder_shares"].get(f, []))
+        for f in ("brightness", "warmth", "hair_luminance", "face_redness",
+                  "identity", "Smiling"))
+    decoder = sum(1 for c in r["decoder_claims"] or [] if c.get("held"))
+    encoder = sum(1 for c in r["claims"] if c["held"])
+    kid = f"{r['kid_samples']:.3f}" if "kid_samples" in r else "n/a"
+    lines.append(f"| {r['recipe']} | {r['step']} | {r['l1']:.4f} | {shares} "
+                 f"| {decoder} / {encoder} of {len(r['claims'])} | {kid} |")
+  return "\n".join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--recipes", default=",".join(RECIPES))
@@ -183,6 +231,7 @@ def main():
                       help="step budget per recipe when --minutes is 0")
   parser.add_argument("--parallel", type=int, default=1, choices=(1, 2))
   parser.add_argument("--data_dir", default=MNIST)
+  parser.add_argument("--celeba_dir", default=CELEBA)
   parser.add_argument("--workroot", default=os.path.join(ROOT, "runs",
                                                          "recipes"))
   parser.add_argument("--probe_train_size", type=int, default=10000)
@@ -192,9 +241,10 @@ def main():
                       help="score the recipes' existing workdirs again")
   args = parser.parse_args()
   names = args.recipes.split(",")
-  unknown = [n for n in names if n not in RECIPES]
+  known = {**RECIPES, **CELEBA_RECIPES}
+  unknown = [n for n in names if n not in known]
   if unknown:
-    parser.error(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+    parser.error(f"unknown recipes {unknown}; choose from {list(known)}")
   if args.minutes and args.parallel > 1:
     parser.error("a time budget is measured alone: use --parallel 1")
   os.makedirs(args.workroot, exist_ok=True)
@@ -237,7 +287,8 @@ def main():
       if args.out:
         with open(args.out, "w") as f:
           json.dump(rows, f, indent=1)
-  print(markdown(rows))
+  print(markdown(rows) if all(n in RECIPES for n in names)
+        else celeba_markdown(rows))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def test_sweep_covers_the_radius_grid():
 
 
 def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
-  paths = evaluate.evaluate(digits_workdir, probe_train_size=300)
+  paths = evaluate.evaluate(digits_workdir, probe_train_size=300,
+                            classifier_steps=200, decoder_images=100)
   metrics = json.load(open(paths[0]))
   assert metrics["test_images"] == 297 and len(metrics["mmd"]) == 3
   assert len(metrics["probe"]["digit accuracy"]) == 3
@@ -122,9 +123,37 @@ def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
   assert upper[-1] == metrics["factors"]["digit"]["knn_accuracy"][-1]
   assert "digit (knn, this rung and above)" in open(paths[1]).read()
   assert all(0 <= a <= 2 for a in metrics["active_units"])
-  assert "active units" in open(paths[1]).read()
+  text = open(paths[1]).read()
+  assert "active units" in text
   with Image.open(paths[2]) as im:
     assert im.size[0] > 100
+  # Encoder side beside its controls: 2-D pixel PCA holds the ink's height,
+  # random codes hold nothing; the factor plus noise of its own size sits
+  # near R^2 0.5.
+  controls = metrics["factor_controls"]
+  assert controls["columns"] == ["pixel PCA", "random", "factor + noise"]
+  pca, random = controls["table"]["height"]["knn_r2"]
+  assert pca > 0.4 and random < 0.05
+  assert 0.2 < controls["factor_plus_noise"]["height"] < 0.7
+  # Decoder side: shares per rung sum to 1, both interventions, every claim
+  # judged on both sides, the statistic's own controls pass.
+  for mode in ("resample", "sweep"):
+    table = metrics["decoder"][mode]
+    assert table["images"] == 100 and table["draws"] == 8
+    for name in ("thickness", "inclination", "digit"):
+      share = table["factors"][name]["share"]
+      assert len(share) == 3 and abs(sum(share) - 1) < 1e-9
+      assert all(lo <= s <= hi for s, (lo, hi) in zip(
+          share, table["factors"][name]["share_interval"]))
+    assert all(p["held"] for p in table["controls"]["positive"])
+    assert not table["controls"]["negative"]["held_by_any"]
+  assert [c["factor"] for c in metrics["decoder_claims"]] == [
+      "thickness", "inclination", "digit"]
+  assert all(isinstance(c["held"], bool) for c in metrics["decoder_claims"])
+  assert text.count("\nclaim: ") == 3
+  assert text.count("\n       encoder side: ") == 3
+  assert "decoder side: share of each factor" in text
+  assert any(p.endswith("decoder_heatmap.png") for p in paths)
 
 
 def test_bad_analysis_requests_are_refused(digits_workdir):
@@ -161,6 +190,17 @@ def test_attribute_editing_on_a_tiny_celeba(tmp_path):
   with pytest.raises(analysis.AnalysisError,
                      match="unknown attribute 'Smile'; choose one of Attr0"):
     analysis.edit_attribute(workdir, "Smile", [0])
-  paths = evaluate.evaluate(workdir, probe_train_size=100)
+  paths = evaluate.evaluate(workdir, probe_train_size=100,
+                            classifier_steps=20, arithmetic_triples=10)
   metrics = json.load(open(paths[0]))
   assert len(metrics["probe"]) == 40
+  # Smiling (the 40th attribute) alternates over the 4 test faces: scored
+  # analogies for it, beside both baselines, and the figure of them.
+  methods = metrics["arithmetic"]["attributes"]["Smiling"]["methods"]
+  assert set(methods) == {"all rungs", "rung 0", "rung 1", "rung 2",
+                          "pixels", "c_decoded"}
+  assert all(0 <= m["transfer"] <= 1 and 0 <= m["kept"] <= 1
+             for m in methods.values())
+  assert "Smiling" in metrics["decoder"]["resample"]["factors"]
+  with Image.open([p for p in paths if p.endswith("arithmetic.png")][0]) as im:
+    assert im.size == (6 * 33 + 1, 2 * 33 + 1)  # a, b, c, c, result, pixels

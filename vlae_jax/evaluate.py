@@ -33,8 +33,8 @@ from typing import Dict, List, Optional, Tuple
 import jax
 import numpy as np
 
-from vlae_jax import (datasets, experiment, factors, inference, objective,
-                      plotting, sample_quality)
+from vlae_jax import (datasets, experiment, factors, inference, intervention,
+                      objective, plotting, sample_quality)
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -78,6 +78,103 @@ CELEBA_ATTRIBUTE_FACTORS = ("Smiling", "Mouth_Slightly_Open", "Black_Hair",
                             "Blond_Hair", "Gray_Hair", "Pale_Skin", "Male")
 
 
+# Attributes scored by face arithmetic (paper Fig. 4).
+ARITHMETIC_ATTRIBUTES = ("Male", "Pale_Skin", "Smiling", "Blond_Hair",
+                         "Eyeglasses", "Black_Hair", "Mouth_Slightly_Open")
+# Identities with fewer train faces than this do not train the verifier.
+VERIFIER_MIN_FACES = 5
+
+
+def pixel_pca(train_images: np.ndarray, test_images: np.ndarray, dims: int
+              ) -> Tuple[np.ndarray, np.ndarray]:
+  """Codes ``[n, dims]`` of the first ``dims`` principal components of the
+  train images' pixels: a representation that holds whatever the pixels'
+  main directions hold (the positive control of the encoder-side scores)."""
+  from sklearn.decomposition import PCA
+  flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
+  pca = PCA(n_components=dims, random_state=0).fit(flat(train_images))
+  return pca.transform(flat(train_images)), pca.transform(flat(test_images))
+
+
+def control_codes(train_images, test_images, dims: int, seed: int = 0
+                  ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+  """Codes that surely hold the pixel factors (``pixel PCA``, ``dims``
+  components) and that surely hold nothing (``random``: N(0, I) codes of
+  the same size, independent of the images)."""
+  rng = np.random.default_rng(seed)
+  pca = pixel_pca(train_images, test_images, dims)
+  return {"pixel PCA": pca,
+          "random": (rng.standard_normal((len(train_images), dims)),
+                     rng.standard_normal((len(test_images), dims)))}
+
+
+def noisy_factor_scores(table, train_values, test_values, seed: int = 0
+                        ) -> Dict[str, float]:
+  """kNN R^2 of a 1-D code equal to the factor plus Gaussian noise of the
+  factor's own standard deviation (signal-to-noise 1): the score of a code
+  that surely holds the factor, with R^2 near 0.5."""
+  rng = np.random.default_rng(seed)
+  out = {}
+  for name in table:
+    if name not in train_values:
+      continue
+    tr, te = train_values[name], test_values[name]
+    sd = float(np.std(tr)) or 1.0
+    out[name] = factors.regression_scores(
+        (tr + sd * rng.standard_normal(len(tr)))[:, None], tr,
+        (te + sd * rng.standard_normal(len(te)))[:, None], te)["knn"]
+  return out
+
+
+def identity_verifier(images: np.ndarray, identities: np.ndarray,
+                      steps: int = 1000, seed: int = 0):
+  """A same-person embedding trained on the train split's identities.
+
+  A ``FeatureClassifier`` learns to tell apart the identities with at least
+  ``VERIFIER_MIN_FACES`` faces in ``images [n, H, W, 3]`` (uint8; softmax
+  over identities); its features, L2-normalised, embed a face. CelebA's
+  splits share no identity, so the test faces are people it never saw.
+  Returns ``(embed(images) -> [m, FEATURE_DIM], identities used, faces)``.
+  """
+  ids, counts = np.unique(identities, return_counts=True)
+  kept = ids[counts >= VERIFIER_MIN_FACES]
+  rows = np.flatnonzero(np.isin(identities, kept))
+  labels = np.searchsorted(kept, identities[rows])
+  classifier, params = sample_quality.train_classifier(
+      images[rows], labels, steps=steps, seed=seed)
+
+  def embed(x):
+    f, _ = sample_quality.features(classifier, params, x)
+    return f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-8)
+  return embed, len(kept), len(rows)
+
+
+def decoder_measure(is_digits: bool, classify=None, label_names=(),
+                    embed=None):
+  """The factors measured on decoded images for ``vlae_jax.intervention``:
+  the pixel factors; with an attribute / digit classifier
+  (``classify(images) -> logits``), the digit's class probabilities
+  (MNIST) or each attribute's probability (CelebA); with ``embed``, the
+  identity embedding."""
+  def measure(images):
+    out = dict((factors.mnist_factors if is_digits
+                else factors.celeba_factors)(images))
+    if classify is not None:
+      logits = np.asarray(classify(images), np.float64)
+      if is_digits:
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out["digit"] = e / e.sum(axis=1, keepdims=True)
+      else:
+        for name in CELEBA_ATTRIBUTE_FACTORS:
+          if name in label_names:
+            k = list(label_names).index(name)
+            out[name] = 1.0 / (1.0 + np.exp(-logits[:, k]))
+    if embed is not None:
+      out["identity"] = embed(images)
+    return out
+  return measure
+
+
 def factor_table(is_digits: bool, train_means, train_images, train_labels,
                  test_means, test_images, test_labels, probe,
                  identities=None, seed: int = 0
@@ -119,15 +216,11 @@ def factor_table(is_digits: bool, train_means, train_images, train_labels,
   return table
 
 
-def sample_quality_metrics(model, variables, train_split, test_split, key,
-                           classifier_steps: int = 1000, count: int = 5000,
-                           seed: int = 0) -> Dict:
+def sample_quality_metrics(model, variables, classifier, params, test_split,
+                           key, count: int = 5000, seed: int = 0) -> Dict:
   """KID of prior samples and of reconstructions against test images, and the
   per-rung resampling shift (``vlae_jax.sample_quality``), on up to
-  ``count`` test images."""
-  classifier, params = sample_quality.train_classifier(
-      train_split.images, train_split.labels, steps=classifier_steps,
-      seed=seed)
+  ``count`` test images, in the features of ``classifier``."""
   rows = np.sort(np.random.default_rng(seed).permutation(len(test_split))[
       :count])
   real = np.asarray(test_split.images[rows])
@@ -160,7 +253,6 @@ def sample_quality_metrics(model, variables, train_split, test_split, key,
       digit_changed.append(float(np.mean(
           np.argmax(logits, 1) != np.argmax(recon_logits, 1))))
   out = {
-      "classifier_steps": classifier_steps,
       "classifier_test_accuracy": sample_quality.classifier_accuracy(
           real_logits, labels),
       "images": len(rows),
@@ -181,30 +273,88 @@ def _cell(value, width=10, digits=3) -> str:
   return f"{value:{width}.{digits}f}"
 
 
+def _interval_cell(value, interval, width=18) -> str:
+  if value is None or not np.isfinite(value):
+    return f"{'n/a':>{width}}"
+  low, high = interval
+  return f"{value:.2f} [{low:.2f},{high:.2f}]".rjust(width)
+
+
 def format_factors(metrics: Dict) -> List[str]:
-  """The rung x factor table, the claims and the sample quality lines."""
+  """The rung x factor tables (encoder side with its controls, decoder
+  side with intervals), both sides of each claim, sample quality and the
+  face arithmetic table."""
   lines = []
   rungs = len(metrics["mmd"])
+  controls = metrics.get("factor_controls")
   if "factors" in metrics:
-    lines += ["", "factor (metric)".ljust(32)
-              + "".join(f"{f'rung {l}':>10}" for l in range(rungs))]
+    columns = [f"rung {l}" for l in range(rungs)]
+    if controls:
+      columns += controls["columns"]
+    lines += ["", "encoder side: what each rung's codes predict "
+              "(controls: pixel PCA holds the pixels, random codes nothing)",
+              "factor (metric)".ljust(32)
+              + "".join(f"{c[:12]:>13}" for c in columns)]
     for factor, by_metric in metrics["factors"].items():
       for metric, scores in by_metric.items():
         if metric == "same_pairs":
           continue
+        row = list(scores)
+        if controls:
+          row += list(controls["table"].get(factor, {}).get(
+              metric, [None] * (len(controls["columns"]) - 1)))
+          noisy = controls["factor_plus_noise"].get(factor)
+          row.append(noisy if metric == "knn_r2" else None)
         lines.append(f"{factor} ({metric})"[:32].ljust(32)
-                     + "".join(_cell(v) for v in scores))
+                     + "".join(_cell(v, 13) for v in row))
   if "digit_knn_rungs_and_above" in metrics:
     lines.append("digit (knn, this rung and above)"[:32].ljust(32) + "".join(
-        _cell(v) for v in metrics["digit_knn_rungs_and_above"]))
+        _cell(v, 13) for v in metrics["digit_knn_rungs_and_above"]))
+  verifier = metrics.get("identity_verifier")
+  if verifier:
+    lines.append(
+        f"identity verifier (trained on {verifier['train_faces']} train faces "
+        f"of {verifier['train_identities']} people): AUC on real test faces "
+        f"{verifier['test_auc_real_faces']:.3f} over "
+        f"{verifier['same_pairs']} same-person pairs")
+  decoder = metrics.get("decoder", {}).get("resample")
+  if decoder:
+    lines += ["", f"decoder side: share of each factor's change when one rung "
+              f"is resampled ({decoder['images']} test images x "
+              f"{decoder['draws']} draws; 95% bootstrap interval); "
+              f"'all' = spread of prior samples / spread of real images",
+              "factor".ljust(22) + "".join(f"{f'rung {l}':>18}"
+                                           for l in range(rungs))
+              + f"{'all':>7}"]
+    for factor, stats in decoder["factors"].items():
+      lines.append(factor[:22].ljust(22) + "".join(
+          _interval_cell(v, i) for v, i in zip(stats["share"],
+                                               stats["share_interval"]))
+          + _cell(stats["all_rungs"], 7, 2))
+    c = decoder["controls"]
+    lines.append("statistic controls: a rung's own code held by that rung "
+                 + " ".join("yes" if p["held"] else "NO"
+                            for p in c["positive"])
+                 + f"; independent noise held by a rung: "
+                 + ("YES" if c["negative"]["held_by_any"] else "no"))
   if metrics.get("claims"):
     lines.append("")
+    decoder_claims = {v["claim"]: v for v in metrics.get("decoder_claims", [])}
+    name = {True: "HELD", False: "NOT HELD", None: "n/a"}
     for verdict in metrics["claims"]:
-      held = {True: "HELD", False: "NOT HELD", None: "n/a"}[verdict["held"]]
+      side = decoder_claims.get(verdict["claim"])
+      if side is not None and side.get("held") is not None:
+        low, high = side["margin_interval"]
+        lines.append(
+            f"claim: {verdict['claim']}: {name[side['held']]} "
+            f"(decoder: most control in rung {side['best_rung']}, "
+            f"margin {side['margin']:+.2f} [{low:+.2f},{high:+.2f}])")
+      else:
+        lines.append(f"claim: {verdict['claim']}: n/a on the decoder side")
       detail = ("" if verdict.get("best_rung") is None else
                 f" (best: rung {verdict['best_rung']}; "
                 f"{verdict['metric']} {verdict['scores']})")
-      lines.append(f"claim: {verdict['claim']}: {held}{detail}")
+      lines.append(f"       encoder side: {name[verdict['held']]}{detail}")
   quality = metrics.get("sample_quality")
   if quality:
     kid = quality["kid_samples"]
@@ -219,6 +369,17 @@ def format_factors(metrics: Dict) -> List[str]:
     if "resampling_digit_change" in quality:
       lines.append("resampling one rung: digit changes".ljust(32) + "".join(
           _cell(v) for v in quality["resampling_digit_change"]))
+  arithmetic = metrics.get("arithmetic")
+  if arithmetic and arithmetic["attributes"]:
+    methods = list(next(iter(arithmetic["attributes"].values()))["methods"])
+    lines += ["", "face arithmetic z_c + z_a - z_b (a has X, b lacks it, c "
+              "lacks it): rate the result shows X / agreement with c on the "
+              "other attributes",
+              "attribute".ljust(20) + "".join(f"{m:>13}" for m in methods)]
+    for attribute, entry in arithmetic["attributes"].items():
+      lines.append(f"{attribute} ({entry['triples']})"[:20].ljust(20) + "".join(
+          f"{r['transfer']:.2f} / {r['kept']:.2f}".rjust(13)
+          for r in entry["methods"].values()))
   return lines
 
 
@@ -244,11 +405,14 @@ def format_table(metrics: Dict) -> str:
 
 def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
              out_dir: Optional[str] = None, classifier_steps: int = 1000,
-             quality_images: int = 5000) -> List[str]:
-  """Writes ``eval/metrics.json``, ``eval/metrics.txt``, the probe and
-  factor heatmaps (under ``out_dir`` instead of ``<workdir>/eval`` if
-  given); returns their paths. ``classifier_steps=0`` skips the sample
-  quality metrics (KID)."""
+             quality_images: int = 5000, decoder_images: int = 500,
+             decoder_draws: int = 8, arithmetic_triples: int = 200
+             ) -> List[str]:
+  """Writes ``eval/metrics.json``, ``eval/metrics.txt``, the probe, factor
+  and decoder-control heatmaps (under ``out_dir`` instead of
+  ``<workdir>/eval`` if given); returns their paths. ``classifier_steps=0``
+  skips everything that needs the trained classifier (KID, the classifier
+  factors of the decoder side, face arithmetic)."""
   config, model, state = experiment.load_experiment(workdir)
   variables = inference.variables_of(state)
   test = datasets.load_split(config, "test")
@@ -269,23 +433,41 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   train_means = inference.encode_means(model, variables, train_images)
   train_labels = train_split.labels[rows]
   is_digits = test.label_key == "label"
-  probe: Dict[str, List[float]] = {}
-  if is_digits:
-    probe["digit accuracy"] = [
-        probe_score(tr, train_labels, te, test.labels, seed=seed)
-        for tr, te in zip(train_means, test_means)]
-  else:
-    for a, name in enumerate(test.label_names):
-      probe[name] = [probe_score(tr, train_labels[:, a], te, test.labels[:, a],
-                                 balanced=True, seed=seed)
-                     for tr, te in zip(train_means, test_means)]
-  identities = None
+  controls = control_codes(train_images, test_images,
+                           max(model.latent_dims), seed)
+  control_names = list(controls)
+
+  def probes(train_codes, test_codes):
+    if is_digits:
+      return {"digit accuracy": [
+          probe_score(tr, train_labels, te, test.labels, seed=seed)
+          for tr, te in zip(train_codes, test_codes)]}
+    return {name: [probe_score(tr, train_labels[:, a], te, test.labels[:, a],
+                               balanced=True, seed=seed)
+                   for tr, te in zip(train_codes, test_codes)]
+            for a, name in enumerate(test.label_names)}
+
+  probe = probes(train_means, test_means)
+  control_train = [controls[c][0] for c in control_names]
+  control_test = [controls[c][1] for c in control_names]
+  control_probe = probes(control_train, control_test)
+  identities = train_identities = None
   if not is_digits and config.get("data_dir"):
     identities = datasets.celeba_identities(config.data_dir, "test",
-                                                  len(test))
+                                            len(test))
+    train_identities = datasets.celeba_identities(
+        config.data_dir, "train", len(train_split))
   table = factor_table(is_digits, train_means, train_images, train_labels,
                        test_means, test_images, test.labels, probe,
                        identities=identities, seed=seed)
+  control_table = factor_table(is_digits, control_train, train_images,
+                               train_labels, control_test, test_images,
+                               test.labels, control_probe,
+                               identities=identities, seed=seed)
+  measure_values = (factors.mnist_factors if is_digits
+                    else factors.celeba_factors)
+  noisy = noisy_factor_scores(table, measure_values(train_images),
+                              measure_values(test_images), seed)
   upper_rungs = None
   if is_digits:
     # Whether identity is in the model but split over rungs: the digit kNN
@@ -294,9 +476,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
         np.concatenate(train_means[l:], axis=1), train_labels,
         np.concatenate(test_means[l:], axis=1), test.labels,
         seed=seed)["knn"] for l in range(model.num_rungs)]
-  claims = factors.judge_claims(
-      table, factors.MNIST_CLAIMS if is_digits else factors.CELEBA_CLAIMS,
-      model.num_rungs)
+  claim_list = factors.MNIST_CLAIMS if is_digits else factors.CELEBA_CLAIMS
+  claims = factors.judge_claims(table, claim_list, model.num_rungs)
   metrics = {
       "workdir": workdir, "step": int(state.step),
       "test_images": len(test), "reconstruction_loss":
@@ -305,13 +486,50 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
       "active_units": [active_units(m) for m in test_means],
       "probe_metric": ("accuracy" if is_digits else "balanced accuracy"),
       "probe_train_images": len(rows), "probe": probe,
-      "factors": table, "claims": claims}
+      "factors": table, "claims": claims,
+      "factor_controls": {"columns": control_names + ["factor + noise"],
+                          "table": control_table, "factor_plus_noise": noisy}}
   if upper_rungs is not None:
     metrics["digit_knn_rungs_and_above"] = upper_rungs
+  classify = embed = None
   if classifier_steps > 0:
+    classifier, params = sample_quality.train_classifier(
+        train_split.images, train_split.labels, steps=classifier_steps,
+        seed=seed)
+    metrics["classifier_steps"] = classifier_steps
+    classify = lambda x: sample_quality.features(classifier, params, x)[1]
     metrics["sample_quality"] = sample_quality_metrics(
-        model, variables, train_split, test, key,
-        classifier_steps=classifier_steps, count=quality_images, seed=seed)
+        model, variables, classifier, params, test, key,
+        count=quality_images, seed=seed)
+    if train_identities is not None and identities is not None:
+      embed, people, faces = identity_verifier(
+          train_split.images, train_identities, steps=classifier_steps,
+          seed=seed)
+      verifier = factors.verification_auc(embed(test.images), identities,
+                                          seed=seed)
+      metrics["identity_verifier"] = {
+          "train_identities": people, "train_faces": faces,
+          "test_auc_real_faces": verifier["auc"],
+          "same_pairs": verifier["same_pairs"]}
+  # The decoder side: what resampling (and sweeping) each rung changes.
+  count = min(decoder_images, len(test))
+  chosen = np.sort(np.random.default_rng(seed + 7).permutation(len(test))[
+      :count])
+  measure = decoder_measure(is_digits, classify, test.label_names, embed)
+  decoder = {}
+  for mode in intervention.MODES:
+    decoder[mode] = intervention.rung_control(
+        model, variables, [m[chosen] for m in test_means], test_images,
+        measure, jax.random.fold_in(key, 11), draws=decoder_draws,
+        mode=mode, seed=seed)
+  metrics["decoder_claims"] = intervention.judge_claims(decoder["resample"],
+                                                        claim_list)
+  metrics["decoder"] = {m: intervention.public(t) for m, t in decoder.items()}
+  if classify is not None and not is_digits:
+    metrics["arithmetic"] = intervention.arithmetic_table(
+        model, variables, test_images, test.labels, test.label_names,
+        ARITHMETIC_ATTRIBUTES, classify,
+        triples_per_attribute=arithmetic_triples, seed=seed)
   out = out_dir or os.path.join(workdir, "eval")
   os.makedirs(out, exist_ok=True)
   paths = [os.path.join(out, "metrics.json"), os.path.join(out, "metrics.txt")]
@@ -325,18 +543,47 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   print(text)
   values = np.array(list(probe.values()))
   low = 0.0 if is_digits else 0.5
+  rung_names = [f"rung {l}" for l in range(model.num_rungs)]
   paths.append(plotting.save_heatmap(
       os.path.join(out, "probe_heatmap.png"), values, list(probe),
-      [f"rung {l}" for l in range(model.num_rungs)],
-      title=f"linear probe {metrics['probe_metric']} per rung",
+      rung_names, title=f"linear probe {metrics['probe_metric']} per rung",
       vmin=low, vmax=1.0))
   names, heat = factor_heatmap_rows(table)
   paths.append(plotting.save_heatmap(
-      os.path.join(out, "factor_heatmap.png"), heat, names,
-      [f"rung {l}" for l in range(model.num_rungs)],
+      os.path.join(out, "factor_heatmap.png"), heat, names, rung_names,
       title="what each rung predicts (kNN R^2 / accuracy / AUC)",
       vmin=0.0, vmax=1.0))
+  factor_names = list(decoder["resample"]["factors"])
+  paths.append(plotting.save_heatmap(
+      os.path.join(out, "decoder_heatmap.png"),
+      np.asarray([decoder["resample"]["factors"][f]["share"]
+                  for f in factor_names]), factor_names, rung_names,
+      title="share of each factor that resampling a rung changes",
+      vmin=0.0, vmax=1.0))
+  if "arithmetic" in metrics and metrics["arithmetic"]["attributes"]:
+    paths.append(arithmetic_figure(
+        os.path.join(out, "arithmetic.png"), model, variables, test_images,
+        metrics["arithmetic"]))
   return paths
+
+
+def arithmetic_figure(path: str, model, variables, images: np.ndarray,
+                      arithmetic: Dict, per_attribute: int = 2) -> str:
+  """Paper Fig. 4 from the scored triples (fixed seed, not picked by hand):
+  per row a, b, c, c decoded, decode(z_c + z_a - z_b) and the pixel
+  arithmetic, for the first ``per_attribute`` triples of each attribute."""
+  rows = [t for a in arithmetic["attributes"].values()
+          for t in a["first_triples"][:per_attribute]]
+  a, b, c = np.asarray(rows).T
+  means = inference.encode_means(model, variables, images)
+  decoded_c = inference.decode_images(model, variables,
+                                      [m[c] for m in means])
+  result = inference.decode_images(
+      model, variables, [m[c] + m[a] - m[b] for m in means])
+  pixels = np.clip(images[a] - images[b] + images[c], 0.0, 1.0)
+  grid = np.stack([images[a], images[b], images[c], decoded_c, result,
+                   pixels], axis=1)
+  return plotting.save_png(path, plotting.image_grid(grid))
 
 
 def factor_heatmap_rows(table) -> Tuple[List[str], np.ndarray]:
