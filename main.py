@@ -201,11 +201,19 @@ def writable_output_dir(mode, workdir):
   folder = FLAGS.output_dir or os.path.join(
       workdir, "eval" if mode == "evaluate" else "figures")
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
+  # The folders this check makes are removed again: the mode makes them
+  # when it writes, so a request refused later leaves nothing behind.
+  made, parent = [], os.path.abspath(folder)
+  while not os.path.exists(parent):
+    made.append(parent)
+    parent = os.path.dirname(parent)
   try:
     os.makedirs(folder, exist_ok=True)
     with open(probe, "w"):
       pass
     os.remove(probe)
+    for path in made:
+      os.rmdir(path)
   except OSError as e:
     reason = e.strerror or type(e).__name__
     fail(f"cannot write to {folder} ({reason}); pass --output_dir=<a "

@@ -124,3 +124,20 @@ def test_help_documents_the_modes_and_exits_0():
   assert result.returncode == 0, result.stderr[-2000:]
   for word in ("train", "traverse", "--workdir", "--config"):
     assert word in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode=arithmetic", "--images=999999,0,1"],
+     "image index 999999 is outside the test split"),
+    (["--mode=evaluate", "--decoder_draws=1"],
+     "--decoder_draws must be >= 2, got 1"),
+])
+def test_bad_analysis_flags_leave_no_output_folder(trained, tmp_path, args,
+                                                    message):
+  workdir, _ = trained
+  out = tmp_path / "figures" / "here"
+  result = run_main(f"--workdir={workdir}", f"--output_dir={out}", *args)
+  assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], lines
+  assert not (tmp_path / "figures").exists()

@@ -215,3 +215,16 @@ def test_with_every_rung_in_the_schedule_changes_nothing():
   loss_out, _ = train.loss_fn(*args, model=model, config=scheduled, step=0)
   np.testing.assert_array_equal(loss_in, loss_plain)
   assert float(loss_out) != float(loss_plain)
+
+
+def test_eta_is_that_of_the_run_that_will_happen():
+  import time
+  from vlae_jax.train import _ProgressLog
+  config = tiny_config(num_train_steps=10_000_000)
+  unlimited = _ProgressLog(config, None, 0)
+  assert unlimited.eta(0, rate=10.0) == pytest.approx(1e6)
+  limited = _ProgressLog(config, None, 0, deadline=time.time() + 60.0)
+  assert 59.0 < limited.eta(0, rate=10.0) <= 60.0
+  # A step budget that ends first wins.
+  assert limited.eta(config.num_train_steps - 20, rate=10.0) == \
+      pytest.approx(2.0)

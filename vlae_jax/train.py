@@ -169,8 +169,10 @@ class _ProgressLog:
   unless ``config.skip_nonfinite``.
   """
 
-  def __init__(self, config, writer, start: int):
+  def __init__(self, config, writer, start: int,
+               deadline: Optional[float] = None):
     self._config, self._writer = config, writer
+    self._deadline = deadline  # time.time() of the wall-clock limit, if any
     self._pending: List[Dict[str, jax.Array]] = []
     self._timer_step, self._timer = start, time.perf_counter()
 
@@ -204,9 +206,16 @@ class _ProgressLog:
     mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
     print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
           f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
-          f"{rate:.2f} steps/s  ETA "
-          f"{_format_eta((config.num_train_steps - step) / max(rate, 1e-9))}",
+          f"{rate:.2f} steps/s  ETA {_format_eta(self.eta(step, rate))}",
           flush=True)
+
+  def eta(self, step: int, rate: float) -> float:
+    """Seconds until the run stops: the step budget's end, or the
+    wall-clock limit's if that comes first."""
+    seconds = (self._config.num_train_steps - step) / max(rate, 1e-9)
+    if self._deadline is not None:
+      seconds = min(seconds, max(self._deadline - time.time(), 0.0))
+    return seconds
 
 
 class _Checkpointer:
@@ -312,12 +321,12 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
       train_data, config.batch_size, config.seed, start_step=start,
       shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
   eval_key = jax.random.PRNGKey(config.seed + 1)
-  log = _ProgressLog(config, writer, start)
-  saver = _Checkpointer(manager, start if resumed else None)
-  step = start
   # A wall-clock budget for this invocation (compilation included).
   deadline = (time.time() + 60.0 * config.max_train_minutes
               if config.get("max_train_minutes", 0) else None)
+  log = _ProgressLog(config, writer, start, deadline)
+  saver = _Checkpointer(manager, start if resumed else None)
+  step = start
   try:
     with _StopRequest() as stop, _write_errors_stop(manager, lambda: step):
       for step in range(start + 1, config.num_train_steps + 1):
