@@ -319,7 +319,7 @@ def main(argv):
   except (configuration.ConfigError, WorkdirError, DataError,
           analysis.AnalysisError) as e:
     fail(str(e), quiet_exit=True)
-  except train.NonFiniteError as e:
+  except (train.NonFiniteError, train.OutOfMemoryError) as e:
     fail(str(e), code=3, quiet_exit=True)
 
 
@@ -368,9 +368,11 @@ def main_interruptible(argv):
   try:
     main(argv)
   except KeyboardInterrupt:
-    fail("interrupted (Ctrl-C) before training started or outside the "
-         "training loop; nothing was saved. Run the same command again.",
-         code=130)
+    name = runtime.interrupt_name()
+    what = "interrupted (Ctrl-C)" if name == "SIGINT" else f"stopped by {name}"
+    fail(f"{what} before training started or outside the training loop; "
+         "nothing was saved. Run the same command again.",
+         code=143 if name == "SIGTERM" else 130)
 
 
 if __name__ == "__main__":

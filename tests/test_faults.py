@@ -493,3 +493,34 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
                     "--config.image_every=1000", "--config.checkpoint_every=3")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "step 3/3" in result.stdout
+
+
+@needs_mnist
+def test_out_of_memory_in_the_step_is_one_line_and_the_rerun_works(tmp_path):
+  """A batch of all 60,000 MNIST images needs one XLA buffer larger than the
+  machine's memory: the allocation really fails, and the user reads one
+  line naming the batch size; the corrected rerun trains in that workdir."""
+  workdir = tmp_path / "w"
+  result = run_main(f"--workdir={workdir}", "--config=configs/mnist.py",
+                    f"--config.data_dir={MNIST_DIR}",
+                    f"--config.cache_dir={tmp_path / 'cache'}",
+                    "--config.batch_size=60000", "--config.num_train_steps=2")
+  line = assert_one_line_error(
+      result, 3, "out of memory in the train step at --config.batch_size=60000",
+      "--config.batch_size=30000")
+  assert "GiB did not fit" in line
+  rerun = run_main(f"--workdir={workdir}", "--config=configs/mnist.py",
+                   f"--config.data_dir={MNIST_DIR}",
+                   f"--config.cache_dir={tmp_path / 'cache'}",
+                   "--config.batch_size=16", "--config.num_train_steps=2",
+                   "--config.checkpoint_every=2")
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+def test_a_batch_larger_than_the_train_split_is_refused_first(tmp_path):
+  config = tiny_config(tmp_path, batch_size=100000)
+  with pytest.raises(train.configuration.ConfigError,
+                     match=r"--config.batch_size=100000 is larger than the "
+                     r"train split \(1500 images\); use at most 1500"):
+    train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()

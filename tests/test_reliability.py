@@ -10,8 +10,9 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
-from conftest import ROOT, tiny_config
+from conftest import CELEBA_DIR, ROOT, needs_celeba, tiny_config
 from test_main import TINY, run_main
 from vlae_jax import analysis, train
 
@@ -304,3 +305,65 @@ def test_ctrl_c_at_any_moment_stops_promptly_and_cleanly(tmp_path):
     else:
       assert proc.returncode == 130, (delay, proc.returncode, out[-2000:])
       assert "interrupted (Ctrl-C)" in out
+
+
+def _children(pid):
+  """Every live descendant pid of ``pid`` (from /proc)."""
+  found, frontier = set(), [pid]
+  while frontier:
+    parent = frontier.pop()
+    try:
+      tasks = os.listdir(f"/proc/{parent}/task")
+    except OSError:
+      continue
+    for task in tasks:
+      try:
+        with open(f"/proc/{parent}/task/{task}/children") as f:
+          kids = [int(k) for k in f.read().split()]
+      except OSError:
+        continue
+      for kid in kids:
+        if kid not in found:
+          found.add(kid)
+          frontier.append(kid)
+  return found
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+@needs_celeba
+@pytest.mark.parametrize("sig,code,words", [
+    (signal.SIGTERM, 143, "stopped by SIGTERM"),
+    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+def test_a_signal_during_the_first_celeba_decode_stops_every_worker(
+    tmp_path, sig, code, words):
+  """Real JPEG decode workers (2 processes and multiprocessing's resource
+  tracker) are alive when the signal comes; afterwards none is left, the
+  exit is one line, and nothing was written to the workdir."""
+  workdir = tmp_path / "w"
+  proc = popen_main(f"--workdir={workdir}", "--config=configs/celeba_small.py",
+                    f"--config.data_dir={CELEBA_DIR}",
+                    f"--config.cache_dir={tmp_path / 'cache'}",
+                    "--config.decode_workers=2")
+  deadline = time.time() + 120
+  kids = set()
+  while time.time() < deadline and len(kids) < 3 and proc.poll() is None:
+    kids = _children(proc.pid)
+    time.sleep(0.05)
+  assert len(kids) >= 3, "the decode workers never started"
+  proc.send_signal(sig)
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == code, (proc.returncode, out[-2000:])
+  errors = [l for l in out.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and words in errors[0], out[-2000:]
+  assert "Traceback" not in out
+  time.sleep(1.0)
+  assert [k for k in kids if _alive(k)] == []
+  assert not workdir.exists()

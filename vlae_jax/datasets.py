@@ -286,12 +286,24 @@ def decode_celeba(sources, size: int, names, what: str,
     import multiprocessing
     # spawn: the parent may already run JAX and TensorFlow threads, which a
     # fork would copy mid-flight.
-    with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
       for part, decoded in zip(chunks, pool.map(
           _decode_celeba_chunk, chunks, [size] * len(chunks))):
         results += decoded
-        progress.update(len(part))
+        progress.update(len(part))  # a recorded signal raises here
+    except BaseException:
+      # Ctrl-C, SIGTERM or an error: no worker may outlive us, and the
+      # queued chunks are dropped instead of decoded first.
+      workers_alive = list((getattr(pool, "_processes", None) or {}).values())
+      pool.shutdown(wait=False, cancel_futures=True)
+      for process in workers_alive:
+        process.terminate()
+      for process in workers_alive:
+        process.join(5)
+      raise
+    pool.shutdown()
   progress.close(f", {workers} worker{'s' if workers > 1 else ''}")
   keep = [i for i, (image, _, _) in enumerate(results) if image is not None]
   for name, (image, _, error) in zip(names, results):

@@ -14,8 +14,8 @@ can call it first:
   SLURM job id alone: an ``salloc`` shell is one process).
 - ``import_tensorflow()`` / ``import_tfds()``: the only way vlae_jax imports
   TensorFlow, which feeds data and must never take the GPU from JAX.
-- ``record_interrupts()`` / ``raise_if_interrupted()``: Ctrl-C during
-  start-up recorded and acted on at safe points.
+- ``record_interrupts()`` / ``raise_if_interrupted()``: Ctrl-C and SIGTERM
+  during start-up recorded and acted on at safe points.
 - ``retain_freed_host_memory()``: glibc keeps freed memory for reuse instead
   of handing it back to the kernel, so XLA:CPU's per-step temporary buffer
   is not faulted in page by page on every step.
@@ -225,30 +225,47 @@ def _record_interrupt(signum, frame):
   _INTERRUPTS.append(signum)
 
 
+def _raise_interrupt(signum, frame):
+  del frame
+  _INTERRUPTS.append(signum)
+  raise KeyboardInterrupt
+
+
 def record_interrupts():
-  """SIGINT (Ctrl-C) sets a flag instead of raising, until
-  ``interrupts_raise``: raised inside JAX's C++ start-up, KeyboardInterrupt
-  aborts the process, and some library imports swallow it. Code polls
-  ``raise_if_interrupted`` at safe points."""
+  """SIGINT (Ctrl-C) and SIGTERM set a flag instead of raising or killing
+  the process, until ``interrupts_raise``: raised inside JAX's C++
+  start-up, KeyboardInterrupt aborts the process, some library imports
+  swallow it, and SIGTERM's default would leave child processes (JPEG
+  decode workers) behind. Code polls ``raise_if_interrupted`` at safe
+  points."""
   import signal
   signal.signal(signal.SIGINT, _record_interrupt)
+  signal.signal(signal.SIGTERM, _record_interrupt)
 
 
 def interrupted() -> bool:
-  """Whether a Ctrl-C was recorded."""
+  """Whether a Ctrl-C or SIGTERM was recorded."""
   return bool(_INTERRUPTS)
 
 
+def interrupt_name() -> str:
+  """The name of the newest recorded signal ("SIGINT" when none)."""
+  import signal
+  return signal.Signals(_INTERRUPTS[-1]).name if _INTERRUPTS else "SIGINT"
+
+
 def raise_if_interrupted():
-  """KeyboardInterrupt if a Ctrl-C was recorded (a safe point)."""
+  """KeyboardInterrupt if a signal was recorded (a safe point)."""
   if _INTERRUPTS:
     raise KeyboardInterrupt
 
 
 def interrupts_raise():
-  """Back to Python's default: Ctrl-C raises KeyboardInterrupt at once."""
+  """SIGINT and SIGTERM raise KeyboardInterrupt at once (recorded, so the
+  exit message can name the signal)."""
   import signal
-  signal.signal(signal.SIGINT, signal.default_int_handler)
+  signal.signal(signal.SIGINT, _raise_interrupt)
+  signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def import_tensorflow():

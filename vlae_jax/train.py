@@ -154,6 +154,29 @@ class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or gradient."""
 
 
+class OutOfMemoryError(RuntimeError):
+  """The train step did not fit in the device's memory."""
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+  text = str(error)
+  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text
+
+
+def out_of_memory_message(error: BaseException, batch_size: int) -> str:
+  """One line: the batch size, the allocation that failed (when XLA names
+  it) and a batch that needs proportionally less."""
+  import re
+  found = re.search(r"Out of memory allocating (\d+) bytes", str(error))
+  need = (f" (one buffer of {int(found.group(1)) / 2**30:.1f} GiB did not "
+          "fit)" if found else "")
+  half = max(batch_size // 2, 1)
+  return (f"out of memory in the train step at --config.batch_size="
+          f"{batch_size}{need}; the workdir is intact: run the same command "
+          f"with a smaller batch, e.g. --config.batch_size={half} (memory "
+          "grows in proportion to the batch).")
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(0, seconds))
   hours, rest = divmod(seconds, 3600)
@@ -284,6 +307,10 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
                                             allow_config_change)
   train_data = datasets.load_split(config, "train")
   test_data = datasets.load_split(config, "test")
+  if config.batch_size > len(train_data):
+    raise configuration.ConfigError(
+        f"--config.batch_size={config.batch_size} is larger than the train "
+        f"split ({len(train_data)} images); use at most {len(train_data)}.")
   runtime.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
   with checkpoints.TrainerLock(workdir) as lock:
@@ -302,8 +329,14 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
     if resumed:
       print(f"resuming from step {start} "
             f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
-    return _train_loop(config, workdir, model, state, manager, resumed,
-                       train_data, test_data)
+    try:
+      return _train_loop(config, workdir, model, state, manager, resumed,
+                         train_data, test_data)
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_out_of_memory(e):
+        raise
+      raise OutOfMemoryError(out_of_memory_message(e, config.batch_size)
+                             ) from None
 
 
 def _train_loop(config, workdir, model, state, manager, resumed, train_data,
