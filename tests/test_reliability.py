@@ -367,3 +367,23 @@ def test_a_signal_during_the_first_celeba_decode_stops_every_worker(
   time.sleep(1.0)
   assert [k for k in kids if _alive(k)] == []
   assert not workdir.exists()
+
+
+def test_an_unwritable_home_is_one_warning_per_cache(tmp_path):
+  """HOME inside a regular file (unwritable even for root): the run trains,
+  each cache that falls back says so in one line, and JAX's own
+  UserWarning (two lines per compile) never appears."""
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3",
+             HOME=str(blocker / "home"))
+  env.pop("VLAE_JAX_COMPILATION_CACHE", None)
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "main.py"),
+       f"--workdir={tmp_path / 'w'}", *TINY, "--config.num_train_steps=2",
+       "--config.checkpoint_every=2"], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  both = result.stdout + result.stderr
+  assert "UserWarning" not in both and "Traceback" not in both
+  assert both.count("compilation cache is off") == 1

@@ -130,16 +130,30 @@ def enable_compilation_cache():
   """JAX's persistent compilation cache, shared by all workdirs.
 
   ``VLAE_JAX_COMPILATION_CACHE`` names the folder (default
-  ``~/.cache/vlae_jax/jax_compilation_cache``); set it empty to disable.
+  ``~/.cache/vlae_jax/jax_compilation_cache``); set it empty to disable. A
+  folder that cannot be written turns the cache off with one warning line.
   """
   import jax
   folder = os.environ.get(
       "VLAE_JAX_COMPILATION_CACHE",
       os.path.join(os.path.expanduser("~"), ".cache", "vlae_jax",
                    "jax_compilation_cache"))
-  if folder:
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  if not folder:
+    return
+  probe = os.path.join(folder, f".write-test-{os.getpid()}")
+  try:  # JAX would warn on every compile (two lines each) instead
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    print(f"warning: JAX's compilation cache is off: cannot write {folder} "
+          f"({e.strerror or type(e).__name__}); set "
+          "VLAE_JAX_COMPILATION_CACHE to a writable folder (or empty).",
+          flush=True)
+    return
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _int(environ, name) -> int:
