@@ -57,6 +57,8 @@ def get_config():
   config.loss.reconstruction = "l1"          # "l1" (reference) | "l2" | "bernoulli"
   config.loss.rec_weight = 100.0
   config.loss.mmd_weight = 100.0             # beta_l, the same for every rung
+  # Per rung (bottom first), a weight replacing mmd_weight; () -> mmd_weight.
+  config.loss.rung_mmd_weights = ()
   config.loss.kernel = "reference"           # "reference" | "imq" | "gaussian_median"
   config.loss.estimator = "biased"           # "biased" | "unbiased" | "linear"
   config.loss.num_prior_samples = 0          # prior draws per rung per step; 0 -> batch size

@@ -53,6 +53,17 @@ def test_loss_is_weighted_reconstruction_plus_per_rung_mmd():
   np.testing.assert_allclose(
       float(loss), 100 * float(metrics["reconstruction"])
       + 100 * float(jnp.sum(metrics["mmd"])), rtol=1e-5)
+  # Per-rung weights replace mmd_weight term by term (same batch, same key:
+  # the same reconstruction and MMD values).
+  config.loss.rung_mmd_weights = (1.0, 20.0, 300.0)
+  weighted, (again, _) = train.loss_fn(state.params, state.batch_stats, batch,
+                                       key, model=model, config=config)
+  np.testing.assert_allclose(np.asarray(again["mmd"]),
+                             np.asarray(metrics["mmd"]), rtol=1e-6)
+  np.testing.assert_allclose(
+      float(weighted), 100 * float(metrics["reconstruction"])
+      + float(np.dot([1.0, 20.0, 300.0], np.asarray(metrics["mmd"]))),
+      rtol=1e-5)
   # Each rung gets its own prior draw: rung draws differ.
   prior_key = jax.random.split(key)[1]
   draws = [jax.random.normal(jax.random.fold_in(prior_key, l), (4, 2))
@@ -228,3 +239,20 @@ def test_eta_is_that_of_the_run_that_will_happen():
   # A step budget that ends first wins.
   assert limited.eta(config.num_train_steps - 20, rate=10.0) == \
       pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("weights,ok", [((10.0, 100.0, 100.0), True),
+                                        ((1.0, 2.0), False),
+                                        ((1.0, -1.0, 1.0), False),
+                                        ((1.0, float("nan"), 1.0), False)])
+def test_rung_mmd_weights_are_checked(weights, ok):
+  from vlae_jax import configuration
+  config = tiny_config()
+  config.loss.rung_mmd_weights = weights
+  if ok:
+    configuration.validate(config)
+    return
+  with pytest.raises(configuration.ConfigError,
+                     match=r"rung_mmd_weights=.* must give one number >= 0 "
+                     r"per rung \(3 rungs\)"):
+    configuration.validate(config)

@@ -107,6 +107,13 @@ def validate(config):
   except ValueError as e:
     raise ConfigError(str(e)) from None
   _positive("model.std_floor", m.std_floor)
+  weights = tuple(config.loss.get("rung_mmd_weights", ()) or ())
+  if weights and (len(weights) != num_rungs or any(
+      isinstance(w, bool) or not isinstance(w, (int, float)) or
+      not math.isfinite(w) or w < 0 for w in weights)):
+    raise ConfigError(
+        f"--config.loss.rung_mmd_weights={weights} must give one number >= 0 "
+        f"per rung ({num_rungs} rungs), or be () to use loss.mmd_weight.")
   floors = tuple(m.get("rung_std_floors", ()) or ())
   if floors and (len(floors) != num_rungs or any(
       isinstance(f, bool) or not isinstance(f, (int, float)) or

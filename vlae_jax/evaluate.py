@@ -437,7 +437,7 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
                            max(model.latent_dims), seed)
   control_names = list(controls)
 
-  def probes(train_codes, test_codes):
+  def probes(train_codes, test_codes, names):
     if is_digits:
       return {"digit accuracy": [
           probe_score(tr, train_labels, te, test.labels, seed=seed)
@@ -445,12 +445,14 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
     return {name: [probe_score(tr, train_labels[:, a], te, test.labels[:, a],
                                balanced=True, seed=seed)
                    for tr, te in zip(train_codes, test_codes)]
-            for a, name in enumerate(test.label_names)}
+            for a, name in enumerate(test.label_names) if name in names}
 
-  probe = probes(train_means, test_means)
+  probe = probes(train_means, test_means, test.label_names)
   control_train = [controls[c][0] for c in control_names]
   control_test = [controls[c][1] for c in control_names]
-  control_probe = probes(control_train, control_test)
+  # The controls only for the attributes of the factor table.
+  control_probe = probes(control_train, control_test,
+                         CELEBA_ATTRIBUTE_FACTORS)
   identities = train_identities = None
   if not is_digits and config.get("data_dir"):
     identities = datasets.celeba_identities(config.data_dir, "test",

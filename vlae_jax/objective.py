@@ -1,7 +1,7 @@
 """The MMD-VLAE objective (the model-specific part, as in google-research/vdm).
 
 loss = rec_weight * reconstruction
-       + sum_l mmd_weight * MMD^2(posterior samples of rung l, N(0, I) draws)
+       + sum_l mmd_weight_l * MMD^2(posterior samples of rung l, N(0, I) draws)
 
 ``loss_fn`` is what the train step differentiates; ``reconstruction_loss``
 and ``aggregate_mmd`` are also what evaluation reports.
@@ -82,6 +82,16 @@ def schedule_end(config) -> int:
   return max(starts) + max(config.get("rung_fade_steps", 0) - 1, 0)
 
 
+def mmd_weights(config) -> jax.Array:
+  """``[num_rungs]`` weights of the rungs' MMD terms: ``loss.mmd_weight``
+  for every rung, or ``loss.rung_mmd_weights`` (bottom first) where set."""
+  per_rung = tuple(config.loss.get("rung_mmd_weights", ()) or ())
+  if per_rung:
+    return jnp.asarray(per_rung, jnp.float32)
+  return jnp.full((len(config.model.latent_dims),), config.loss.mmd_weight,
+                  jnp.float32)
+
+
 def model_variables(params, batch_stats) -> Dict:
   """The ``model.apply`` variables: params, and batch statistics if any."""
   variables = {"params": params}
@@ -110,7 +120,7 @@ def loss_fn(params, batch_stats, batch, key, *, model, config, step=None):
   rec = jnp.mean(reconstruction_loss(config.loss.reconstruction, logits,
                                      batch["image"]))
   mmds = rung_mmds(config, codes, prior_key)
-  loss = config.loss.rec_weight * rec + config.loss.mmd_weight * jnp.sum(mmds)
+  loss = config.loss.rec_weight * rec + jnp.sum(mmd_weights(config) * mmds)
   metrics = {"loss": loss, "reconstruction": rec, "mmd": mmds,
              "posterior_std": jnp.stack([jnp.mean(s) for s in stds])}
   return loss, (metrics, updates.get("batch_stats", {}))

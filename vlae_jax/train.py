@@ -115,8 +115,8 @@ class _StopRequest:
     self._previous = {}
 
   def __enter__(self):
-    if runtime.interrupted():  # Ctrl-C during start-up: stop at the first check
-      self.signal_name = "SIGINT"
+    if runtime.interrupted():  # a signal during start-up: stop at the first check
+      self.signal_name = runtime.interrupt_name()
     for sig in (signal.SIGINT, signal.SIGTERM):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
