@@ -118,7 +118,7 @@ def test_checkpoint_round_trips_the_whole_state(tmp_path):
   _, state, step = setup(config)
   state, _ = step(state, fixed_batch(config))
   manager = checkpoints.make_manager(str(tmp_path), 2)
-  manager.save(1, args=checkpoints.ocp.args.StandardSave(state))
+  checkpoints.save_checkpoint(manager, 1, state)  # manifest, then arrays
   manager.wait_until_finished()
   fresh = train.create_train_state(config, train.create_model(config))
   restored = checkpoints.restore_latest(manager, fresh)
