@@ -124,17 +124,33 @@ RECIPES = {
 
 # CelebA recipes: configs/celeba_small.py plus these overrides.
 CELEBA_RECIPES = {
-    "celeba_small": [],
+    # configs/celeba_small.py is now bottom-up with rung 0's MMD weight 1;
+    # these restore the screened originals explicitly.
+    "celeba_small": ["--config.rung_start_steps=()",
+                     "--config.loss.rung_mmd_weights=()"],
     # Progressive from the bottom: rung 0 alone first (it takes what
     # explains the most pixels: lighting, background and colour balance),
     # then each rung above it fades in over 150 steps.
     "celeba_bottom_up": ["--config.rung_start_steps=(0,150,300,450)",
-                         "--config.rung_fade_steps=150"],
+                         "--config.rung_fade_steps=150",
+                         "--config.loss.rung_mmd_weights=()"],
     "celeba_bottom_up_long": ["--config.rung_start_steps=(0,300,450,600)",
-                              "--config.rung_fade_steps=150"],
+                              "--config.rung_fade_steps=150",
+                              "--config.loss.rung_mmd_weights=()"],
+    # The bottom rung's MMD weight lowered (its term dominated the early
+    # loss and its codes collapsed to the prior at 100).
+    "celeba_bottom_up_rung0_mmd10": [
+        "--config.rung_start_steps=(0,150,300,450)",
+        "--config.rung_fade_steps=150",
+        "--config.loss.rung_mmd_weights=(10,100,100,100)"],
+    "celeba_bottom_up_rung0_mmd1": [
+        "--config.rung_start_steps=(0,150,300,450)",
+        "--config.rung_fade_steps=150",
+        "--config.loss.rung_mmd_weights=(1,100,100,100)"],
     # proVLAE's order: the top rung alone first, lower rungs fade in.
     "celeba_top_down": ["--config.rung_start_steps=(450,300,150,0)",
-                        "--config.rung_fade_steps=150"],
+                        "--config.rung_fade_steps=150",
+                        "--config.loss.rung_mmd_weights=()"],
 }
 
 
