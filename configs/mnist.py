@@ -4,8 +4,8 @@
         --config.max_train_minutes=30 --workdir=runs/mnist30
     (or without data_dir: TFDS downloads MNIST)
 
-About 3.7 steps/s on 2 CPU cores: 30 minutes gave 6,700 steps (session 5,
-docs/FIDELITY.md; 4,981 with the slower convolutions of session 3), the
+About 3.7 steps/s on 2 CPU cores: 30 minutes gave 6,700 steps (
+docs/FIDELITY.md; 4,981 with the earlier, slower convolution forms), the
 20,000 steps of num_train_steps about 1.5 hours (the paper trained about 1 hour
 on a GTX 1080 Ti). docs/FIDELITY.md: what each rung holds after 30 minutes.
 configs/mnist_hierarchy.py (a 4-D top rung, the middle rung trained first)
