@@ -8,8 +8,9 @@ for the first encoder layer, whose input is the image) of every form in
 ``vlae_jax.convolutions``, interleaved (all forms of a layer in turn, then the
 next round), and prints the median ms [min-max], useful GFLOP/s (analytic
 count, ``vlae_jax.flops``) and the fastest form per layer beside a dense
-matmul peak measured in the same process. Writes docs/conv_forms.json; the
-fastest forms feed ``convolutions.FASTEST``.
+matmul peak measured in the same process. Writes docs/conv_forms.json; its
+figures back ``convolutions.choose_form`` (docs/PERFORMANCE.md keeps the
+table of the forms measured slower and deleted).
 """
 
 import argparse
@@ -89,9 +90,7 @@ def main():
     shape = datasets.image_shape(config)
     for i, layer in enumerate(l for l in flops.layer_table(config.model, shape)
                               if l.kind in ("conv", "deconv")):
-      forms = (convolutions.CONV_FORMS if layer.kind == "conv"
-               else convolutions.CONV_TRANSPOSE_FORMS)
-      forms = [f for f in forms if (wanted is None or f in wanted) and not (
+      forms = [f for f in convolutions.FORMS if (wanted is None or f in wanted) and not (
           layer.kind == "deconv" and f == "native"
           and layer.output_shape[-1] > args.native_deconv_max_channels)]
       steps = {f: layer_step(layer, f, args.batch, input_grad=i > 0)

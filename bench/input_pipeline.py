@@ -61,7 +61,7 @@ def main():
   path = os.path.join(ROOT, "docs", "train_throughput.json")
   if os.path.exists(path):
     for row in json.load(open(path))["rows"]:
-      if row["upsample"] == "subpixel" and row["dtype"] == "float32":
+      if row["upsample"] == "auto" and row["dtype"] == "float32":
         step_rates[row["config"]] = row["images_per_second"]
   rows = []
   print(f"{'data':>7} {'cold img/s':>11} {'cached stream img/s':>20} "

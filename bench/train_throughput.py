@@ -1,7 +1,7 @@
 """Train-step throughput of the configs, with XLA's FLOP count.
 
     python bench/train_throughput.py [--configs mnist,celeba] [--batch 100]
-        [--upsample subpixel,auto] [--steps 10] [--dtype bfloat16]
+        [--upsample native,auto] [--steps 10] [--dtype bfloat16]
     [--max_batch_cap 3200]
 
 For each config and upsampling form: compiles the jit train step (state
@@ -95,7 +95,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default="mnist,celeba")
   parser.add_argument("--batch", type=int, default=100)
-  parser.add_argument("--upsample", default="subpixel,auto")
+  parser.add_argument("--upsample", default="native,auto")
   parser.add_argument("--dtype", default="float32")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--max_batch_cap", type=int, default=0,

@@ -40,8 +40,8 @@ def get_config():
   # How the 4x4 stride-2 (transposed) convs are computed; every form is the
   # same function of the same parameters, "auto" the fastest measured for the
   # backend and layer (vlae_jax/convolutions.py, docs/PERFORMANCE.md).
-  config.model.upsample = "auto"         # | "transpose" | "subpixel" | "phase" | "phase_patches"
-  config.model.downsample = "auto"       # | "native" | "space_to_depth" | "patches"
+  config.model.upsample = "auto"         # | "native" | "gemm" | "gemm_blas"
+  config.model.downsample = "auto"       # | "native" | "gemm" | "gemm_blas"
   # Who runs the dense layers' and "auto" conv forms' matrix products: "auto"
   # = an optimised BLAS inside the compiled step on a one-device CPU (float32;
   # faster than XLA:CPU's GEMM, vlae_jax/blas.py), XLA elsewhere | "xla" | "blas".

@@ -23,7 +23,7 @@ def _check(module, reference, x, atol):
       lambda a, b: np.testing.assert_allclose(a, b, atol=10 * atol), got, want)
 
 
-@pytest.mark.parametrize("form", convolutions.CONV_FORMS)
+@pytest.mark.parametrize("form", convolutions.FORMS)
 @pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 2, 2, 5)])
 def test_conv_forms_equal_nn_conv(form, shape):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
@@ -31,7 +31,7 @@ def test_conv_forms_equal_nn_conv(form, shape):
          nn.Conv(7, (4, 4), strides=(2, 2), padding="SAME"), x, 1e-5)
 
 
-@pytest.mark.parametrize("form", ("transpose",) + convolutions.CONV_TRANSPOSE_FORMS)
+@pytest.mark.parametrize("form", convolutions.FORMS)
 @pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 1, 5)])
 def test_conv_transpose_forms_equal_nn_conv_transpose(form, shape):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
@@ -56,14 +56,8 @@ def test_native_forms_are_flax_bit_for_bit():
 
 def test_bfloat16_forms_compute_in_bfloat16():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 4))
-  for module in (models.DownConv(8, form="patches", dtype=jnp.bfloat16),
-                 models.DownConv(8, form="native_phase_grad",
-                                 dtype=jnp.bfloat16),
-                 models.UpConv(8, form="phase_patches", dtype=jnp.bfloat16),
-                 models.DownConv(8, form="gemm", dtype=jnp.bfloat16),
-                 models.UpConv(8, form="gemm", dtype=jnp.bfloat16),
-                 models.UpConv(8, form="phase_patches_conv_grad",
-                               dtype=jnp.bfloat16)):
+  for module in (models.DownConv(8, form="gemm", dtype=jnp.bfloat16),
+                 models.UpConv(8, form="gemm", dtype=jnp.bfloat16)):
     variables = module.init(jax.random.PRNGKey(1), x)
     assert variables["params"]["kernel"].dtype == jnp.float32
     assert jax.eval_shape(module.apply, variables, x).dtype == jnp.bfloat16
@@ -74,29 +68,24 @@ def test_bfloat16_forms_compute_in_bfloat16():
 
 
 def test_auto_choice_by_backend_and_shape():
-  assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "cpu") == "gemm"
-  assert convolutions.choose_conv_form((100, 8, 8, 256), 512, "cpu") == "gemm"
+  assert convolutions.choose_form((100, 64, 64, 3), "cpu") == "gemm"
+  assert convolutions.choose_form((100, 8, 8, 256), "cpu") == "gemm"
   # odd sizes (a 4x4 stride-2 'SAME' conv pads them unevenly) stay native
-  assert convolutions.choose_conv_form((100, 7, 7, 128), 256, "cpu") == "native"
-  assert convolutions.choose_conv_form((100, 64, 64, 3), 64, "gpu") == "native"
-  assert convolutions.choose_conv_transpose_form(
-      (100, 4, 4, 1024), 256, "cpu") == "gemm"
-  assert convolutions.choose_conv_transpose_form(
-      (100, 7, 7, 128), 1, "cpu") == "gemm"
-  assert convolutions.choose_conv_transpose_form(
-      (100, 4, 4, 1024), 256, "gpu") == "native"
+  assert convolutions.choose_form((100, 7, 7, 128), "cpu") == "native"
+  assert convolutions.choose_form((100, 64, 64, 3), "gpu") == "native"
+  with pytest.raises(ValueError, match="even height and width, got 7x7"):
+    convolutions.conv(jnp.zeros((1, 7, 7, 1)), jnp.zeros((4, 4, 1, 1)),
+                      "gemm")
   with pytest.raises(ValueError, match="unknown conv form 'im2col'"):
     convolutions.conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((4, 4, 1, 1)),
                       "im2col")
 
 
 @pytest.mark.parametrize("upsample,downsample", [
-    ("subpixel", "native"), ("phase", "space_to_depth"),
-    ("phase_patches", "patches"),
-    ("phase_patches_conv_grad", "native_phase_grad"), ("auto", "auto")])
+    ("gemm", "gemm"), ("native", "gemm"), ("auto", "auto")])
 def test_the_model_computes_one_function_in_every_form(upsample, downsample):
   config = tiny_config(dataset="digits")
-  config.model.upsample, config.model.downsample = "transpose", "native"
+  config.model.upsample, config.model.downsample = "native", "native"
   reference = train.create_model(config)
   state = train.create_train_state(config, reference)
   config.model.upsample, config.model.downsample = upsample, downsample

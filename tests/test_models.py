@@ -45,22 +45,6 @@ def test_reference_mnist_and_celeba_rung_shapes():
                                      (1024,)]
 
 
-def test_subpixel_upsampling_is_exactly_the_transposed_convolution():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
-  sub = models.SubpixelConvTranspose(4)
-  variables = sub.init(jax.random.PRNGKey(1), x)
-  variables["params"]["bias"] = jnp.arange(4.0)
-  reference = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME")
-  np.testing.assert_allclose(sub.apply(variables, x),
-                             reference.apply(variables, x), atol=1e-5)
-  # Gradients with respect to the shared parameters agree too.
-  loss = lambda m: lambda v: jnp.sum(jnp.sin(m.apply(v, x)))
-  g_sub = jax.grad(loss(sub))(variables)
-  g_ref = jax.grad(loss(reference))(variables)
-  jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), g_sub, g_ref)
-
-
 def test_batch_norm_uses_batch_statistics_only_in_training():
   config = default.get_config()
   model = train.create_model(config)

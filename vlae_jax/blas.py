@@ -23,6 +23,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def _build(compiler: str) -> Path:
   key.update(jaxlib.__version__.encode())
   key.update(include.encode())
   key.update(compiler.encode())
+  # A shared home directory may serve machines of other kinds.
+  key.update(f"{sys.platform} {platform.machine()}".encode())
   directory = cache_dir()
   library = directory / f"blas_ffi-{key.hexdigest()[:16]}.so"
   checksum = library.with_suffix(".sha256")
@@ -130,37 +133,51 @@ def _load() -> None:
     if os.environ.get("VLAE_JAX_BLAS", "1") == "0":
       _state["reason"] = "turned off by VLAE_JAX_BLAS=0"
       return
+    if not hasattr(jax, "ffi"):
+      _state["reason"] = (f"jax {jax.__version__} has no jax.ffi (FFI custom "
+                          "calls need jax>=0.4.31)")
+      return
     compiler = _compiler()
     if compiler is None:
       _state["reason"] = "no C++ compiler (g++, c++ or clang++; or $CXX)"
       return
     try:
       sgemm, blas_handle = _openblas_sgemm()
-    except (ImportError, OSError, AttributeError) as error:
+    except Exception as error:  # pylint: disable=broad-except
       _state["reason"] = f"no OpenBLAS (pip install scipy-openblas32): {error}"
       return
+    # Whatever fails from here on (build, load, registration) leaves XLA's
+    # products in place, with the reason.
     try:
       library = ctypes.CDLL(str(_build(compiler)), mode=ctypes.RTLD_LOCAL)
-    except (RuntimeError, OSError) as error:
-      _state["reason"] = f"building the FFI handler failed: {error}"
+      library.vlae_set_sgemm.argtypes = [ctypes.c_void_p]
+      library.vlae_set_sgemm(sgemm)
+      jax.ffi.register_ffi_target(
+          TARGET_NAME, jax.ffi.pycapsule(library.VlaeSgemm), platform="cpu")
+    except Exception as error:  # pylint: disable=broad-except
+      first_line = (str(error).splitlines() or [type(error).__name__])[0]
+      _state["reason"] = ("building or loading the FFI handler failed: "
+                          f"{first_line}")
       return
-    library.vlae_set_sgemm.argtypes = [ctypes.c_void_p]
-    library.vlae_set_sgemm(sgemm)
-    jax.ffi.register_ffi_target(
-        TARGET_NAME, jax.ffi.pycapsule(library.VlaeSgemm), platform="cpu")
     # Both handles live as long as the process: the compiled step keeps
     # calling into them.
     _state.update(library=library, blas=blas_handle, reason=None)
 
 
 def available() -> bool:
-  """True when BLAS products can run in this process (CPU backend)."""
-  _load()
-  return _state.get("reason") is None
+  """True when BLAS products can run in this process: the CPU backend and
+  the handler built and registered."""
+  return unavailable_reason() is None
 
 
 def unavailable_reason() -> str | None:
-  """Why ``available()`` is False, or None."""
+  """Why ``available()`` is False, in one line, or None."""
+  backend = jax.default_backend()
+  if backend != "cpu":
+    # The custom call exists for the CPU only: inside a GPU program it
+    # would not run.
+    return (f"the default backend is {backend}, and BLAS custom calls run "
+            "on the CPU only")
   _load()
   return _state.get("reason")
 

@@ -49,9 +49,13 @@ def validate(config):
   _choice("model.upsample", m.upsample, models.UPSAMPLES)
   _choice("model.downsample", m.get("downsample", "auto"), models.DOWNSAMPLES)
   _choice("model.matmul", m.get("matmul", "auto"), blas.MATMULS)
-  if m.get("matmul", "auto") == "blas" and not blas.available():
-    raise ConfigError(f"--config.model.matmul=blas cannot run here: "
-                      f"{blas.unavailable_reason()}; use auto or xla.")
+  for field, value, instead in [
+      ("matmul", m.get("matmul", "auto"), "xla"),
+      ("downsample", m.get("downsample", "auto"), "gemm"),
+      ("upsample", m.upsample, "gemm")]:
+    if value in ("blas", "gemm_blas") and not blas.available():
+      raise ConfigError(f"--config.model.{field}={value} cannot run here: "
+                        f"{blas.unavailable_reason()}; use auto or {instead}.")
   _choice("dtype", config.dtype, ("float32", "bfloat16"))
   for name in ("deterministic", "skip_nonfinite"):
     if not isinstance(config.get(name, False), bool):

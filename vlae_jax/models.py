@@ -33,8 +33,7 @@ ACTIVATIONS = {
 }
 NORMS = ("batch", "none")
 COMBINES = ("gated_sum", "concat")
-UPSAMPLES = ("auto", "transpose") + convolutions.CONV_TRANSPOSE_FORMS
-DOWNSAMPLES = ("auto",) + convolutions.CONV_FORMS
+UPSAMPLES = DOWNSAMPLES = ("auto",) + convolutions.FORMS
 LAYER_KINDS = ("conv", "dense")
 
 
@@ -131,7 +130,7 @@ class DownConv(nn.Module):
   parameters (``kernel [4, 4, in, out]``, ``bias [out]``, the same
   initialisers) and function, computed in the ``form`` of
   ``vlae_jax.convolutions`` ("auto": the fastest measured for the backend and
-  shape, see ``convolutions.choose_conv_form``)."""
+  shape, see ``convolutions.choose_form``)."""
 
   features: int
   form: str = "auto"
@@ -143,8 +142,8 @@ class DownConv(nn.Module):
     kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = self.form
     if form == "auto":
-      form = _with_matmul(convolutions.choose_conv_form(x.shape, self.features),
-                          self.matmul, self.dtype)
+      form = _with_matmul(convolutions.choose_form(x.shape), self.matmul,
+                          self.dtype)
     y = convolutions.conv(x.astype(self.dtype), kernel.astype(self.dtype),
                           form)
     return y + bias.astype(self.dtype)
@@ -154,8 +153,7 @@ class UpConv(nn.Module):
   """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")``:
   the same parameters and function, computed in the ``form`` of
   ``vlae_jax.convolutions`` ("auto": the fastest measured for the backend and
-  shape, see ``convolutions.choose_conv_transpose_form``; "transpose" is
-  "native")."""
+  shape, see ``convolutions.choose_form``)."""
 
   features: int
   form: str = "auto"
@@ -165,21 +163,13 @@ class UpConv(nn.Module):
   @nn.compact
   def __call__(self, x):
     kernel, bias = _kernel_and_bias(self, x.shape[-1])
-    form = "native" if self.form == "transpose" else self.form
+    form = self.form
     if form == "auto":
-      form = _with_matmul(
-          convolutions.choose_conv_transpose_form(x.shape, self.features),
-          self.matmul, self.dtype)
+      form = _with_matmul(convolutions.choose_form(x.shape), self.matmul,
+                          self.dtype)
     y = convolutions.conv_transpose(x.astype(self.dtype),
                                     kernel.astype(self.dtype), form)
     return y + bias.astype(self.dtype)
-
-
-class SubpixelConvTranspose(UpConv):
-  """``UpConv`` in the sub-pixel form: a 3x3 conv to 4x the channels and a
-  depth-to-space shuffle (kept for code written against it)."""
-
-  form: str = "subpixel"
 
 
 class _Layers(nn.Module):
