@@ -35,7 +35,6 @@ Examples:
   python main.py --mode=arithmetic --workdir=runs/celeba --attribute=Smiling --images=0,1,2
 """
 
-import json
 import logging as std_logging
 import os
 import shlex
@@ -196,10 +195,9 @@ def int_list(name, values, default=None):
 def writable_output_dir(mode, workdir):
   """The folder an analysis mode writes to, checked writable before any
   work: --output_dir, else <workdir>/eval or <workdir>/figures."""
-  from vlae_jax import checkpoints
-  checkpoints.read_saved_config(workdir)  # a training workdir, readable
-  folder = FLAGS.output_dir or os.path.join(
-      workdir, "eval" if mode == "evaluate" else "figures")
+  from vlae_jax import workdir as workdirs
+  workdirs.read_saved_config(workdir)  # a training workdir, readable
+  folder = FLAGS.output_dir or workdirs.output_dir(workdir, mode)
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
   # The folders this check makes are removed again: the mode makes them
   # when it writes, so a request refused later leaves nothing behind.
@@ -311,7 +309,7 @@ def main(argv):
     runtime.interrupts_raise()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
-  from vlae_jax.checkpoints import WorkdirError
+  from vlae_jax.workdir import WorkdirError
   from vlae_jax.input_pipeline import DataError
   try:
     for path in run_mode(FLAGS.mode, config, workdir):
@@ -328,10 +326,10 @@ def deterministic_setting(mode, config, workdir) -> bool:
   line's config when training, else the workdir's saved config.json."""
   if mode == "train":
     return bool(config.get("deterministic", True))
+  from vlae_jax import workdir as workdirs  # no JAX: it has not started
   try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      return bool(json.load(f).get("deterministic", True))
-  except (OSError, ValueError, AttributeError):
+    return bool(workdirs.read_saved_config(workdir).get("deterministic", True))
+  except workdirs.WorkdirError:
     return True  # the mode itself reports a missing or broken config.json
 
 

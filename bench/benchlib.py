@@ -53,10 +53,10 @@ def xla_step_flops(config, shape, state, batch):
   function, parameters and shapes; compiled once more, for the count only."""
   import functools
   import jax
-  from vlae_jax import train
+  from vlae_jax import experiment, train
   variant = config.copy_and_resolve_references()
   variant.model.matmul = "xla"
-  model = train.create_model(variant, shape)
+  model = experiment.create_model(variant, shape)
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=variant))
   cost = step.lower(state, batch).compile().cost_analysis()

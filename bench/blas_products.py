@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import matmul_peak, write_json  # pylint: disable=g-import-not-at-top
-from vlae_jax import blas, datasets, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import blas, datasets, experiment, train  # pylint: disable=g-import-not-at-top
 
 
 def _ffi_calls(jaxpr):
@@ -53,8 +53,8 @@ def step_products(config, batch_size):
   config.batch_size = batch_size
   config.model.matmul = "blas"
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
-  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  model = experiment.create_model(config, shape)
+  state = jax.eval_shape(lambda: experiment.create_train_state(config, model))
   batch = {"image": jax.ShapeDtypeStruct((batch_size,) + shape, jnp.float32),
            "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
   jaxpr = jax.make_jaxpr(functools.partial(

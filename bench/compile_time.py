@@ -24,11 +24,11 @@ import jax, numpy as np
 sys.path.insert(0, {root!r})
 jax.config.update("jax_compilation_cache_dir", {cache!r})
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-from vlae_jax import datasets, parallel, train
+from vlae_jax import datasets, experiment, parallel, train
 config = importlib.import_module("configs.{name}").get_config()
 shape = datasets.image_shape(config)
-model = train.create_model(config, shape)
-state = train.create_train_state(config, model)
+model = experiment.create_model(config, shape)
+state = experiment.create_train_state(config, model)
 batch = {{"image": np.zeros((config.batch_size,) + shape, np.float32),
          "label": np.zeros((config.batch_size,), np.int32)}}
 step = train.make_train_step(config, model, parallel.make_mesh())

@@ -88,10 +88,10 @@ def synthetic_batch(config, shape, seed):
 def throughput(config, steps, windows):
   """Compile time and images/s of the jitted step on a fixed device batch."""
   import jax
-  from vlae_jax import datasets, flops, train
+  from vlae_jax import datasets, experiment, flops, train
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
-  state = train.create_train_state(config, model)
+  model = experiment.create_model(config, shape)
+  state = experiment.create_train_state(config, model)
   batch = jax.device_put(synthetic_batch(config, shape, 0))
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)
@@ -118,14 +118,14 @@ def determinism(config, steps):
   """Two runs of ``steps`` steps from one seed: are the params bitwise equal?"""
   import jax
   import numpy as np
-  from vlae_jax import datasets, train
+  from vlae_jax import datasets, experiment, train
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
+  model = experiment.create_model(config, shape)
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config), donate_argnums=0)
   finals = []
   for _ in range(2):
-    state = train.create_train_state(config, model)
+    state = experiment.create_train_state(config, model)
     for s in range(steps):
       state, _ = step(state, synthetic_batch(config, shape, s))
     finals.append(jax.device_get(state.params))
@@ -150,7 +150,7 @@ def sigkill_resume(quick, nondeterministic):
   an uninterrupted run: are the final parameters bitwise equal?"""
   import jax
   import numpy as np
-  from vlae_jax import analysis
+  from vlae_jax import experiment
   args = list(QUICK_RESUME_ARGS if quick else RESUME_ARGS)
   if nondeterministic:
     args.append("--config.deterministic=False")
@@ -180,7 +180,7 @@ def sigkill_resume(quick, nondeterministic):
                    capture_output=True, cwd=ROOT)
     finals = []
     for workdir in (a, b):
-      _, _, state = analysis.load_experiment(workdir)
+      _, _, state = experiment.load_experiment(workdir)
       finals.append((int(state.step), jax.device_get(state.params)))
   equal = finals[0][0] == finals[1][0] and all(
       np.array_equal(x, y) for x, y in zip(

@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, objective, train  # pylint: disable=g-import-not-at-top
 
 
 def timed(fn, *args, repeats=5):
@@ -53,8 +53,8 @@ def main():
   config.batch_size = args.batch
   config.model.matmul = args.matmul
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
-  state = train.create_train_state(config, model)
+  model = experiment.create_model(config, shape)
+  state = experiment.create_train_state(config, model)
   images = jnp.asarray(np.random.default_rng(0).uniform(
       size=(args.batch,) + shape), jnp.float32)
   batch = {"image": images}
@@ -71,10 +71,10 @@ def main():
                        mutable=["batch_stats"])[0]
 
   def loss(params, x):
-    return train.loss_fn(params, state.batch_stats, {"image": x}, key,
+    return objective.loss_fn(params, state.batch_stats, {"image": x}, key,
                          model=model, config=config)[0]
 
-  mmd_terms = lambda z: train.rung_mmds(config, z, key)
+  mmd_terms = lambda z: objective.rung_mmds(config, z, key)
   pieces = {
       "encoder forward": (encoder, variables, images),
       "decoder forward": (decoder, variables, codes),

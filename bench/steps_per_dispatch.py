@@ -27,7 +27,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import write_json  # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, train  # pylint: disable=g-import-not-at-top
 
 
 def scanned_step(config, model):
@@ -58,7 +58,7 @@ def main():
     config = importlib.import_module(f"configs.{name}").get_config()
     config.batch_size = args.batch
     shape = datasets.image_shape(config)
-    model = train.create_model(config, shape)
+    model = experiment.create_model(config, shape)
     steps = args.steps or (200 if name == "default" else 20)
     if any(steps % k for k in ks):
       parser.error(f"--steps {steps} is not a multiple of every --k {ks}")
@@ -67,7 +67,7 @@ def main():
     labels = np.zeros((steps, args.batch), np.int32)
     fns, states, stacks = {}, {}, {}
     for k in ks:
-      states[k] = train.create_train_state(config, model)
+      states[k] = experiment.create_train_state(config, model)
       if k == 1:
         fns[k] = jax.jit(functools.partial(train.train_step, model=model,
                                            config=config), donate_argnums=0)

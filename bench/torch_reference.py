@@ -47,7 +47,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import matmul_peak, write_json  # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, flops, models, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, flops, models, train  # pylint: disable=g-import-not-at-top
 
 
 def _norm(shape, norm):
@@ -202,8 +202,8 @@ def torch_step_fn(config, image_shape):
 
 
 def jax_parameter_count(config, image_shape):
-  model = train.create_model(config, image_shape)
-  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  model = experiment.create_model(config, image_shape)
+  state = jax.eval_shape(lambda: experiment.create_train_state(config, model))
   return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(
       state.params))
 
@@ -262,8 +262,8 @@ def main():
       variant = config.copy_and_resolve_references()
       variant.model.downsample, variant.model.upsample = down, up
       variant.model.matmul = matmul or "auto"
-      model = train.create_model(variant, shape)
-      states[form] = train.create_train_state(variant, model)
+      model = experiment.create_model(variant, shape)
+      states[form] = experiment.create_train_state(variant, model)
       steps[form] = jax.jit(functools.partial(
           train.train_step, model=model, config=variant), donate_argnums=0)
       states[form], metrics = steps[form](states[form], batch)  # compile

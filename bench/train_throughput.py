@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import compile_with_cost, matmul_peak, xla_step_flops  # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, train  # pylint: disable=g-import-not-at-top
 
 
 def memory_limit():
@@ -43,8 +43,8 @@ def memory_limit():
 def step_bytes(config):
   """Peak bytes of the compiled step at config.batch_size (no run)."""
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
-  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  model = experiment.create_model(config, shape)
+  state = jax.eval_shape(lambda: experiment.create_train_state(config, model))
   batch = {"image": jax.ShapeDtypeStruct((config.batch_size,) + shape,
                                          jnp.float32),
            "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
@@ -68,8 +68,8 @@ def largest_batch(config, cap):
 
 def measure(config, steps):
   shape = datasets.image_shape(config)
-  model = train.create_model(config, shape)
-  state = train.create_train_state(config, model)
+  model = experiment.create_model(config, shape)
+  state = experiment.create_train_state(config, model)
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(size=(config.batch_size,) + shape
                                 ).astype(np.float32),

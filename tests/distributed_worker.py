@@ -28,12 +28,12 @@ def main():
   assert runtime.initialize_distributed("auto") is True
   import numpy as np
   from conftest import tiny_config
-  from vlae_jax import datasets, input_pipeline, parallel, train
+  from vlae_jax import datasets, experiment, input_pipeline, parallel, train
   config = tiny_config()
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   mesh = parallel.make_mesh()
   assert mesh.devices.size == int(num_processes) == jax.process_count()
-  state = jax.device_put(train.create_train_state(config, model),
+  state = jax.device_put(experiment.create_train_state(config, model),
                          parallel.replicated(mesh))
   step = train.make_train_step(config, model, mesh)
   stream = input_pipeline.train_stream(

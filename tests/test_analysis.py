@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
-from vlae_jax import analysis, evaluate, train
+from vlae_jax import analysis, evaluate, inference, train
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_arithmetic_decodes_exactly_a_minus_b_plus_c(digits_workdir,
   fake = [rng.normal(size=(6, 2)).astype(np.float32) for _ in range(3)]
   seen = {}
   monkeypatch.setattr(analysis, "encode_means", lambda *a, **k: fake)
-  real_decode = analysis.decode_images
+  real_decode = inference.decode_images
 
   def spy(model, variables, codes):
     seen["codes"] = [np.array(c) for c in codes]

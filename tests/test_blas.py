@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_config
-from vlae_jax import blas, checkpoints, configuration, train
+from vlae_jax import blas, configuration, experiment, objective, train
+from vlae_jax import workdir as workdirs
 
 pytestmark = pytest.mark.skipif(
     not blas.available(), reason=f"BLAS products unavailable: "
@@ -128,8 +129,8 @@ def test_dense_with_blas_dot_general_is_nn_dense():
 
 
 def _ffi_targets(config):
-  model = train.create_model(config)
-  state = jax.eval_shape(lambda: train.create_train_state(config, model))
+  model = experiment.create_model(config)
+  state = jax.eval_shape(lambda: experiment.create_train_state(config, model))
   batch = {"image": jax.ShapeDtypeStruct((config.batch_size, 8, 8, 1),
                                          jnp.float32),
            "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
@@ -166,10 +167,10 @@ def test_model_gradients_with_blas_repeat_bit_for_bit_and_match_xla():
   results = {}
   for matmul in ("auto", "xla"):
     config.model.matmul = matmul
-    model = train.create_model(config)
-    state = train.create_train_state(config, model)
+    model = experiment.create_model(config)
+    state = experiment.create_train_state(config, model)
     grad = jax.jit(jax.value_and_grad(
-        lambda p, m=model: train.loss_fn(p, state.batch_stats, batch, key,
+        lambda p, m=model: objective.loss_fn(p, state.batch_stats, batch, key,
                                          model=m, config=config)[0]))
     results[matmul] = [grad(state.params) for _ in range(2)]
   assert _ffi_targets(config) == 0 and config.model.matmul == "xla"
@@ -188,11 +189,11 @@ def test_changing_who_multiplies_resumes_a_run():
   new = tiny_config(dataset="digits").to_dict()
   saved = tiny_config(dataset="digits").to_dict()
   saved["model"]["matmul"] = "xla"
-  assert checkpoints.config_differences(saved, new) == []
+  assert workdirs.config_differences(saved, new) == []
   del saved["model"]["matmul"]
-  assert checkpoints.config_differences(saved, new) == []
+  assert workdirs.config_differences(saved, new) == []
   saved["model"]["latent_dims"] = (3, 2, 2)
-  assert checkpoints.config_differences(saved, new) == [
+  assert workdirs.config_differences(saved, new) == [
       "model.latent_dims: (3, 2, 2) -> (2, 2, 2)"]
 
 
@@ -247,7 +248,7 @@ def test_without_compiler_or_when_turned_off_xla_multiplies(tmp_path):
       ({"VLAE_JAX_BLAS": "0"}, "turned off by VLAE_JAX_BLAS=0")]:
     result = _run(_PROBE + """
   from conftest import tiny_config
-  from vlae_jax import configuration, train
+  from vlae_jax import configuration, experiment, objective, train
   config = tiny_config(dataset="digits")
   config.model.matmul = "blas"
   try:

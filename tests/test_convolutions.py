@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from vlae_jax import convolutions, models, train
+from vlae_jax import convolutions, experiment, models, objective
 
 
 def _check(module, reference, x, atol):
@@ -86,16 +86,16 @@ def test_auto_choice_by_backend_and_shape():
 def test_the_model_computes_one_function_in_every_form(upsample, downsample):
   config = tiny_config(dataset="digits")
   config.model.upsample, config.model.downsample = "native", "native"
-  reference = train.create_model(config)
-  state = train.create_train_state(config, reference)
+  reference = experiment.create_model(config)
+  state = experiment.create_train_state(config, reference)
   config.model.upsample, config.model.downsample = upsample, downsample
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   batch = {"image": jax.random.uniform(jax.random.PRNGKey(4), (16, 8, 8, 1))}
   key = jax.random.PRNGKey(5)
   outs = []
   for m in (reference, model):
     (loss, (metrics, _)), grads = jax.value_and_grad(
-        lambda p: train.loss_fn(p, state.batch_stats, batch, key, model=m,
+        lambda p: objective.loss_fn(p, state.batch_stats, batch, key, model=m,
                                 config=config), has_aux=True)(state.params)
     outs.append((loss, grads))
   np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5)

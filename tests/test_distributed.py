@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from conftest import ROOT, tiny_config
-from vlae_jax import datasets, input_pipeline, parallel, train
+from vlae_jax import datasets, experiment, input_pipeline, parallel, train
 
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 
@@ -43,9 +43,9 @@ def test_two_processes_train_like_one(tmp_path):
       l[-2000:] for l in logs)
   # The same three steps in this single process, on the whole global batch.
   config = tiny_config()
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  state = train.create_train_state(config, model)
+  state = experiment.create_train_state(config, model)
   step = train.make_train_step(config, model, mesh)
   stream = input_pipeline.train_stream(datasets.read_digits("train"),
                                        config.batch_size, config.seed)

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MNIST_DIR, ROOT, needs_mnist, tiny_config
 from test_main import TINY, run_main
-from vlae_jax import analysis, checkpoints, datasets, train
+from vlae_jax import checkpoints, datasets, experiment, train
 
 
 def tree_hashes(folder):
@@ -79,7 +79,7 @@ def test_a_flipped_byte_anywhere_in_the_array_files_never_goes_unnoticed(
   it, the older verified step used) or provably harmless (it hit bytes no
   array is read from: the restored state equals the saved one bitwise)."""
   workdir, _, _ = trained_run
-  _, _, original = analysis.load_experiment(str(workdir))
+  _, _, original = experiment.load_experiment(str(workdir))
   original = checkpoints.state_manifest(original)
   files = data_files(workdir / "checkpoints" / "10")
   assert len(files) >= 2
@@ -93,7 +93,7 @@ def test_a_flipped_byte_anywhere_in_the_array_files_never_goes_unnoticed(
       flip_byte(path, int(os.path.getsize(path) * fraction))
       before = tree_hashes(copy)
       capsys.readouterr()
-      _, _, state = analysis.load_experiment(str(copy))
+      _, _, state = experiment.load_experiment(str(copy))
       out = capsys.readouterr().out
       if int(state.step) == 5:
         assert f"skipping damaged checkpoint {copy / 'checkpoints' / '10'}" \
@@ -130,7 +130,7 @@ def test_flipped_checkpoint_on_the_cli_resumes_from_the_verified_one(
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "resuming from step 5" in resumed.stdout
   assert (copy / "checkpoints" / "10.unreadable-0").is_dir()  # kept
-  _, _, state = analysis.load_experiment(str(copy))
+  _, _, state = experiment.load_experiment(str(copy))
   assert int(state.step) == 10
   jax.tree_util.tree_map(np.testing.assert_array_equal, expected,
                          jax.device_get(state.params))
@@ -149,7 +149,7 @@ def test_a_checkpoint_without_its_manifest_is_never_trusted(
   flip_byte(max(data_files(copy / "checkpoints" / "10"), key=os.path.getsize))
   before = tree_hashes(copy)
   capsys.readouterr()
-  _, _, state = analysis.load_experiment(str(copy))
+  _, _, state = experiment.load_experiment(str(copy))
   out, err = capsys.readouterr()
   assert int(state.step) == 5 and "skipping" not in err  # said once
   assert (f"skipping damaged checkpoint {copy / 'checkpoints' / '10'} (no "
@@ -364,7 +364,7 @@ cp -r '{workdir}' '{result_dir}'
   stopped = int(err.split("training stopped at step ")[1].split(",")[0])
   assert stopped <= 40 + 20, err  # at the failed write, within one interval
   # The earlier checkpoint is intact: it restores and verifies.
-  _, _, state = analysis.load_experiment(str(result_dir))
+  _, _, state = experiment.load_experiment(str(result_dir))
   assert int(state.step) == 20
 
 

@@ -1,6 +1,5 @@
 """The ladder's shapes, mirror structure and batch-norm modes."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 
 from conftest import tiny_config
 from configs import celeba, default, mnist
-from vlae_jax import datasets, models, train
+from vlae_jax import datasets, experiment, models, objective
 
 
 @pytest.mark.parametrize("get_config,image_shape,num_rungs,dim", [
@@ -19,7 +18,7 @@ from vlae_jax import datasets, models, train
 def test_output_shapes_and_rung_count(get_config, image_shape, num_rungs, dim):
   config = get_config()
   assert datasets.image_shape(config) == image_shape
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   images = jnp.full((3,) + image_shape, 0.5)
   variables = jax.eval_shape(
       lambda: model.init({"params": jax.random.PRNGKey(0),
@@ -47,7 +46,7 @@ def test_reference_mnist_and_celeba_rung_shapes():
 
 def test_batch_norm_uses_batch_statistics_only_in_training():
   config = default.get_config()
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   images = jax.random.uniform(jax.random.PRNGKey(0), (8, 8, 8, 1))
   variables = model.init({"params": jax.random.PRNGKey(0),
                           "noise": jax.random.PRNGKey(0)}, images)
@@ -68,7 +67,7 @@ def test_batch_norm_uses_batch_statistics_only_in_training():
 
 
 def test_posterior_std_is_positive_and_sampling_uses_the_noise_rng():
-  model = train.create_model(default.get_config())
+  model = experiment.create_model(default.get_config())
   images = jnp.zeros((4, 8, 8, 1))
   v = model.init({"params": jax.random.PRNGKey(0),
                   "noise": jax.random.PRNGKey(0)}, images)
@@ -85,7 +84,7 @@ def test_posterior_std_is_positive_and_sampling_uses_the_noise_rng():
 
 
 def test_gated_sum_gate_starts_at_one_tenth():
-  model = train.create_model(default.get_config())
+  model = experiment.create_model(default.get_config())
   v = model.init({"params": jax.random.PRNGKey(0),
                   "noise": jax.random.PRNGKey(0)}, jnp.zeros((2, 8, 8, 1)))
   gates = [p["gate"] for name, p in v["params"].items()
@@ -174,10 +173,10 @@ def test_decoder_activation_changes_only_the_generative_rungs():
 def test_per_rung_std_floors_bound_each_rungs_posterior_std():
   config = tiny_config()
   config.model.rung_std_floors = (0.001, 0.5, 0.25)
-  model = train.create_model(config)
-  state = train.create_train_state(config, model)
+  model = experiment.create_model(config)
+  state = experiment.create_train_state(config, model)
   images = jax.random.uniform(jax.random.PRNGKey(2), (16, 8, 8, 1))
-  _, stds, _ = model.apply(train.model_variables(state.params,
+  _, stds, _ = model.apply(objective.model_variables(state.params,
                                                  state.batch_stats),
                            images, method=model.encode, sample=False)
   # std = sigmoid(.) + floor: in (floor, 1 + floor) for each rung's floor
@@ -192,7 +191,7 @@ def test_mnist_hierarchy_config_is_mnist_with_a_wider_top_rung_trained_last():
   from vlae_jax import configuration, objective
   config = mnist_hierarchy.get_config()
   configuration.validate(config)
-  model = train.create_model(config)
+  model = experiment.create_model(config)
   images = jnp.full((3, 28, 28, 1), 0.5)
   variables = jax.eval_shape(
       lambda: model.init({"params": jax.random.PRNGKey(0),

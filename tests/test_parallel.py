@@ -11,14 +11,14 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     assert jax.device_count() == 2, jax.devices()
     from conftest import tiny_config
-    from vlae_jax import datasets, parallel, train
+    from vlae_jax import datasets, experiment, parallel, train
     config = tiny_config()
-    model = train.create_model(config)
+    model = experiment.create_model(config)
     batch = datasets.read_digits("train").batch(np.arange(16))
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
       mesh = parallel.make_mesh(devices)
-      state = jax.device_put(train.create_train_state(config, model),
+      state = jax.device_put(experiment.create_train_state(config, model),
                              parallel.replicated(mesh))
       step = train.make_train_step(config, model, mesh)
       sharded = parallel.global_batch(batch, mesh)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CELEBA_DIR, ROOT, needs_celeba, tiny_config
 from test_main import TINY, run_main
-from vlae_jax import analysis, train
+from vlae_jax import experiment, train
 
 
 def popen_main(*args):
@@ -25,7 +25,7 @@ def popen_main(*args):
 
 
 def final_params(workdir):
-  _, _, state = analysis.load_experiment(str(workdir))
+  _, _, state = experiment.load_experiment(str(workdir))
   return int(state.step), jax.device_get(state.params)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from test_main import TINY, run_main
-from vlae_jax import runtime, train
+from vlae_jax import objective, runtime
 from vlae_jax.discrepancy import mmd
 
 SALLOC_SHELL = {  # what `salloc -N1` exports: a job, no job step
@@ -175,14 +175,14 @@ def test_aggregate_mmd_is_one_compiled_program_equal_to_eager_mmd():
   key = jax.random.PRNGKey(3)
   codes = [jax.random.normal(jax.random.fold_in(key, 10 + l), (300, d)) * s
            for l, (d, s) in enumerate([(2, 1.0), (3, 1.5), (5, 0.5)])]
-  values = train.aggregate_mmd(codes, "reference", key, block_size=128)
+  values = objective.aggregate_mmd(codes, "reference", key, block_size=128)
   assert isinstance(values, jax.Array) and values.shape == (3,)
   expected = [mmd(z, jax.random.normal(jax.random.fold_in(key, l), z.shape),
                   kernel="reference") for l, z in enumerate(codes)]
   np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7)
   # One program for all rungs: it lowers and compiles as a whole.
-  compiled = train.aggregate_mmd.lower(codes, "reference", key).compile()
-  np.testing.assert_allclose(compiled(codes, key), train.aggregate_mmd(
+  compiled = objective.aggregate_mmd.lower(codes, "reference", key).compile()
+  np.testing.assert_allclose(compiled(codes, key), objective.aggregate_mmd(
       codes, "reference", key), rtol=1e-6)
 
 

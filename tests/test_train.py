@@ -6,16 +6,16 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from conftest import tiny_config
-from vlae_jax import checkpoints, datasets, objective, train
+from vlae_jax import checkpoints, datasets, experiment, objective, train
+from vlae_jax import workdir as workdirs
 
 
 def setup(config):
-  model = train.create_model(config)
-  state = train.create_train_state(config, model)
+  model = experiment.create_model(config)
+  state = experiment.create_train_state(config, model)
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    config=config))
   return model, state, step
@@ -37,7 +37,7 @@ def test_reconstruction_losses_match_their_formulas(kind):
       "l2": (images - p) ** 2,
       "bernoulli": -(images * np.log(p) + (1 - images) * np.log(1 - p)),
   }[kind].mean(axis=(1, 2, 3))
-  got = train.reconstruction_loss(kind, jnp.asarray(logits),
+  got = objective.reconstruction_loss(kind, jnp.asarray(logits),
                                   jnp.asarray(images))
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
@@ -47,7 +47,7 @@ def test_loss_is_weighted_reconstruction_plus_per_rung_mmd():
   model, state, _ = setup(config)
   batch = fixed_batch(config)
   key = jax.random.PRNGKey(3)
-  loss, (metrics, _) = train.loss_fn(state.params, state.batch_stats, batch,
+  loss, (metrics, _) = objective.loss_fn(state.params, state.batch_stats, batch,
                                      key, model=model, config=config)
   assert metrics["mmd"].shape == (3,)
   np.testing.assert_allclose(
@@ -56,7 +56,7 @@ def test_loss_is_weighted_reconstruction_plus_per_rung_mmd():
   # Per-rung weights replace mmd_weight term by term (same batch, same key:
   # the same reconstruction and MMD values).
   config.loss.rung_mmd_weights = (1.0, 20.0, 300.0)
-  weighted, (again, _) = train.loss_fn(state.params, state.batch_stats, batch,
+  weighted, (again, _) = objective.loss_fn(state.params, state.batch_stats, batch,
                                        key, model=model, config=config)
   np.testing.assert_allclose(np.asarray(again["mmd"]),
                              np.asarray(metrics["mmd"]), rtol=1e-6)
@@ -120,7 +120,7 @@ def test_checkpoint_round_trips_the_whole_state(tmp_path):
   manager = checkpoints.make_manager(str(tmp_path), 2)
   checkpoints.save_checkpoint(manager, 1, state)  # manifest, then arrays
   manager.wait_until_finished()
-  fresh = train.create_train_state(config, train.create_model(config))
+  fresh = experiment.create_train_state(config, experiment.create_model(config))
   restored = checkpoints.restore_latest(manager, fresh)
   manager.close()
   expected, got = jax.device_get(state), jax.device_get(restored)
@@ -145,7 +145,7 @@ def test_a_workdir_of_a_different_model_is_refused(tmp_path):
   config = tiny_config(tmp_path, num_train_steps=2, checkpoint_every=2)
   train.train_and_evaluate(config, str(tmp_path / "w"))
   other = tiny_config(tmp_path, **{"model.latent_dims": (3, 2, 2)})
-  with pytest.raises(checkpoints.WorkdirError,
+  with pytest.raises(workdirs.WorkdirError,
                      match=r"model.latent_dims: \[2, 2, 2\] -> \[3, 2, 2\]"):
     train.train_and_evaluate(other, str(tmp_path / "w"))
 
@@ -174,23 +174,23 @@ def test_progressive_rung_scales_follow_the_linear_fade():
                          (5, [0, 0.25, 1]), (9, [0, 1, 1]),
                          (11, [0.5, 1, 1]), (13, [1, 1, 1]),
                          (1000, [1, 1, 1])]:
-    np.testing.assert_allclose(train.rung_scales(config, step), expected,
+    np.testing.assert_allclose(objective.rung_scales(config, step), expected,
                                err_msg=f"step {step}")
   assert objective.schedule_end(config) == 13
   switch = tiny_config(rung_start_steps=(10, 5, 0))  # no fade: a switch
-  np.testing.assert_array_equal(train.rung_scales(switch, 9), [0, 1, 1])
-  np.testing.assert_array_equal(train.rung_scales(switch, 10), [1, 1, 1])
-  assert train.rung_scales(tiny_config(), 0) is None
+  np.testing.assert_array_equal(objective.rung_scales(switch, 9), [0, 1, 1])
+  np.testing.assert_array_equal(objective.rung_scales(switch, 10), [1, 1, 1])
+  assert objective.rung_scales(tiny_config(), 0) is None
 
 
 def test_a_rung_outside_the_schedule_neither_reaches_nor_learns_to_decode():
   config = tiny_config(rung_start_steps=(1000, 0, 0))
   model, state, step = setup(config)
   batch = fixed_batch(config)
-  variables = train.model_variables(state.params, state.batch_stats)
+  variables = objective.model_variables(state.params, state.batch_stats)
   means, _, _ = model.apply(variables, batch["image"], method=model.encode,
                             sample=False)
-  scales = train.rung_scales(config, 0)
+  scales = objective.rung_scales(config, 0)
   moved = [means[0] + 5.0] + list(means[1:])
   decode = lambda codes, s: model.apply(variables, codes, rung_scales=s,
                                         method=model.decode)
@@ -221,9 +221,9 @@ def test_with_every_rung_in_the_schedule_changes_nothing():
   batch = fixed_batch(plain)
   key = jax.random.PRNGKey(0)
   args = (state.params, state.batch_stats, batch, key)
-  loss_plain, _ = train.loss_fn(*args, model=model, config=plain, step=7)
-  loss_in, _ = train.loss_fn(*args, model=model, config=scheduled, step=7)
-  loss_out, _ = train.loss_fn(*args, model=model, config=scheduled, step=0)
+  loss_plain, _ = objective.loss_fn(*args, model=model, config=plain, step=7)
+  loss_in, _ = objective.loss_fn(*args, model=model, config=scheduled, step=7)
+  loss_out, _ = objective.loss_fn(*args, model=model, config=scheduled, step=0)
   np.testing.assert_array_equal(loss_in, loss_plain)
   assert float(loss_out) != float(loss_plain)
 

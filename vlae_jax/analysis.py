@@ -13,10 +13,10 @@ import jax
 import numpy as np
 
 from vlae_jax import plotting
-from vlae_jax.experiment import load_experiment  # noqa: F401
-# The chunked inference path (one home: inference.py), used by every mode.
-from vlae_jax.inference import (decode_images, encode_means,  # noqa: F401
-                                prior_codes, reconstruct, variables_of)
+from vlae_jax import workdir as workdirs
+from vlae_jax.experiment import load_experiment
+from vlae_jax.inference import (decode_images, encode_means, prior_codes,
+                                reconstruct, variables_of)
 
 
 class AnalysisError(ValueError):
@@ -25,7 +25,7 @@ class AnalysisError(ValueError):
 
 def figures_dir(workdir: str) -> str:
   """Where the figure modes write unless given ``out_dir``."""
-  return os.path.join(workdir, "figures")
+  return workdirs.output_dir(workdir, "traverse")
 
 
 def _tile_codes(base: Sequence[np.ndarray], count: int) -> List[np.ndarray]:

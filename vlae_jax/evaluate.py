@@ -35,6 +35,7 @@ import numpy as np
 
 from vlae_jax import (datasets, experiment, factors, inference, intervention,
                       objective, plotting, sample_quality)
+from vlae_jax import workdir as workdirs
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -335,7 +336,7 @@ def format_factors(metrics: Dict) -> List[str]:
     lines.append("statistic controls: a rung's own code held by that rung "
                  + " ".join("yes" if p["held"] else "NO"
                             for p in c["positive"])
-                 + f"; independent noise held by a rung: "
+                 + "; independent noise held by a rung: "
                  + ("YES" if c["negative"]["held_by_any"] else "no"))
   if metrics.get("claims"):
     lines.append("")
@@ -532,7 +533,7 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
         model, variables, test_images, test.labels, test.label_names,
         ARITHMETIC_ATTRIBUTES, classify,
         triples_per_attribute=arithmetic_triples, seed=seed)
-  out = out_dir or os.path.join(workdir, "eval")
+  out = out_dir or workdirs.output_dir(workdir, "evaluate")
   os.makedirs(out, exist_ok=True)
   paths = [os.path.join(out, "metrics.json"), os.path.join(out, "metrics.txt")]
   with open(paths[0], "w") as f:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from vlae_jax import checkpoints, datasets, models, objective
+from vlae_jax import workdir as workdirs
 
 
 @flax.struct.dataclass
@@ -62,11 +63,11 @@ def load_experiment(workdir: str):
 
   Raises ``WorkdirError`` (one line, with the fix) when there is none.
   """
-  config = checkpoints.load_config(workdir)
+  config = workdirs.load_config(workdir)
   model = create_model(config)
   abstract = jax.eval_shape(lambda: create_train_state(config, model))
-  if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-    raise checkpoints.WorkdirError(
+  if not os.path.isdir(workdirs.checkpoint_dir(workdir)):
+    raise workdirs.WorkdirError(
         f"workdir {workdir!r} has no checkpoint; train first with "
         f"`python main.py --workdir={workdir}`.")
   manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
@@ -76,7 +77,7 @@ def load_experiment(workdir: str):
   finally:
     manager.close()
   if state is None:
-    raise checkpoints.WorkdirError(
+    raise workdirs.WorkdirError(
         f"workdir {workdir!r} has no readable checkpoint; train first with "
         f"`python main.py --workdir={workdir}`.")
   end = objective.schedule_end(config)

@@ -38,7 +38,7 @@ generator produces, near 1 for a factor the model generates faithfully).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -238,14 +238,12 @@ def judge_claims(table: Dict, claims) -> List[Dict]:
   (the encoder-side claim lists of ``vlae_jax.factors``; the metric is
   ignored: the decoder side has one statistic, the share)."""
   verdicts = []
-  num_rungs = None
   for text, factor, _, rung in claims:
     stats = table["factors"].get(factor)
     if stats is None:
       verdicts.append({"claim": text, "factor": factor, "held": None,
                        "why": "not measured"})
       continue
-    num_rungs = len(stats["share"])
     verdict = judge(stats["share"], stats["share_draws"], rung)
     verdict.update({"claim": text, "factor": factor,
                     "share": [round(s, 4) for s in stats["share"]]})

@@ -8,6 +8,7 @@ from typing import Dict
 import numpy as np
 
 from vlae_jax import inference, plotting
+from vlae_jax import workdir as workdirs
 
 
 class ReportingError(OSError):
@@ -28,7 +29,7 @@ class Writer:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer import record_writer
     self._event_pb2 = event_pb2
-    folder = os.path.join(workdir, "tb")
+    folder = workdirs.events_dir(workdir)
     os.makedirs(folder, exist_ok=True)
     self.path = os.path.join(
         folder, f"events.out.tfevents.{time.time():.6f}."

@@ -20,14 +20,12 @@ import optax
 
 from vlae_jax import (blas, checkpoints, configuration, datasets,
                       input_pipeline, parallel, reporting, runtime)
-# The objective lives in objective.py; re-exported for existing callers.
-from vlae_jax.objective import (RECONSTRUCTIONS, aggregate_mmd,  # noqa: F401
-                                loss_fn, model_variables, reconstruction_loss,
-                                rung_mmds, rung_scales)
-# The state and model builders live below both this loop and the analysis
-# modes (no import circle); re-exported here for existing callers.
-from vlae_jax.experiment import (TrainState, create_model,  # noqa: F401
-                                 create_train_state, make_optimizer)
+from vlae_jax import workdir as workdirs
+from vlae_jax.experiment import (TrainState, create_model, create_train_state,
+                                 make_optimizer)
+from vlae_jax.objective import (aggregate_mmd, loss_fn, model_variables,
+                                reconstruction_loss, rung_scales)
+
 
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
@@ -267,8 +265,8 @@ def _restore(config, workdir: str, model, lock, changed_fields):
   or a fresh one. Refuses (``WorkdirError``) a read-only workdir that has
   steps left to train."""
   state = create_train_state(config, model)
-  if not checkpoints.has_checkpoint(workdir) and lock.read_only:
-    raise checkpoints.WorkdirError(
+  if not workdirs.has_checkpoint(workdir) and lock.read_only:
+    raise workdirs.WorkdirError(
         f"workdir {workdir!r} is read-only; pass a --workdir in a writable "
         "folder.")
   manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
@@ -287,7 +285,7 @@ def _restore(config, workdir: str, model, lock, changed_fields):
   start = int(state.step)
   if lock.read_only and start < config.num_train_steps:
     manager.close()
-    raise checkpoints.WorkdirError(
+    raise workdirs.WorkdirError(
         f"workdir {workdir!r} is read-only and its run is at step {start} "
         f"of {config.num_train_steps}; copy it to a writable folder and "
         "train that --workdir.")
@@ -303,7 +301,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   """
   # Every check and the data load come before the first write to workdir.
   configuration.validate(config)
-  changed_fields = checkpoints.check_config(workdir, config,
+  changed_fields = workdirs.check_config(workdir, config,
                                             allow_config_change)
   train_data = datasets.load_split(config, "train")
   test_data = datasets.load_split(config, "test")
@@ -313,7 +311,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
         f"split ({len(train_data)} images); use at most {len(train_data)}.")
   runtime.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
-  with checkpoints.TrainerLock(workdir) as lock:
+  with workdirs.TrainerLock(workdir) as lock:
     model = create_model(config, train_data.images.shape[1:])
     state, manager, resumed = _restore(config, workdir, model, lock,
                                        changed_fields)
@@ -323,12 +321,12 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
             f"{config.num_train_steps}); nothing to do.", flush=True)
       manager.close()
       return state
-    checkpoints.write_config(workdir, config)
+    workdirs.write_config(workdir, config)
     print("matrix products: " + blas.describe(
         config.model.get("matmul", "auto"), config.dtype), flush=True)
     if resumed:
       print(f"resuming from step {start} "
-            f"({checkpoints.checkpoint_dir(workdir)})", flush=True)
+            f"({workdirs.checkpoint_dir(workdir)})", flush=True)
     try:
       return _train_loop(config, workdir, model, state, manager, resumed,
                          train_data, test_data)
@@ -391,7 +389,7 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
           reason = stop.signal_name or (
               f"time limit ({config.max_train_minutes:g} min)")
           print(f"{reason}: saved step {step} to "
-                f"{checkpoints.checkpoint_dir(workdir)}; run the same command "
+                f"{workdirs.checkpoint_dir(workdir)}; run the same command "
                 "again to resume.", flush=True)
           break
       log.flush(step, saver.last_saved)
