@@ -45,3 +45,22 @@ def test_no_import_circle_inside_vlae_jax():
     if module not in state:
       visit(module, [module])
   assert not cycles, " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_design_table_lists_every_module_and_its_imports():
+  """docs/DESIGN.md's module table is the code's: every module once, with
+  the vlae_jax modules it imports."""
+  graph = import_graph()
+  documented = {}
+  with open(os.path.join(ROOT, "docs", "DESIGN.md")) as f:
+    for line in f:
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      if len(cells) == 4 and cells[1].startswith("`") and cells[1].endswith(
+          ".py`"):
+        name = cells[1].strip("`")[:-3]
+        assert name not in documented, f"{name} listed twice"
+        documented[name] = set() if cells[3] == "-" else {
+            m.strip() for m in cells[3].split(",")}
+  actual = {name: {m for m in edges if m in graph and m != "__init__"}
+            for name, edges in graph.items() if name != "__init__"}
+  assert documented == actual
