@@ -62,7 +62,7 @@ def fail(message: str, code: int = 2, quiet_exit: bool = False):
   out, so their shutdown chatter (an aborted save's pending tasks) cannot
   bury it."""
   print(f"error: {message}", file=sys.stderr)
-  if quiet_exit:
+  if quiet_exit and sys.stderr is sys.__stderr__:  # not when called in process
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)

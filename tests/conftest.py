@@ -1,7 +1,16 @@
 """Shared fixtures: tiny configs and the real data in ../shared/data."""
 
+import atexit
+import contextlib
+import importlib.util
+import io
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+from typing import NamedTuple
 
 import pytest
 
@@ -14,6 +23,15 @@ sys.path.insert(0, ROOT)
 # starts (which inherit this environment) takes 75% of a GPU's memory.
 from vlae_jax import runtime  # noqa: E402  (imports no JAX)
 runtime.configure_jax(deterministic=True, preallocate=False)
+# One compilation cache for the whole suite, in process and in the main.py
+# processes it starts (they inherit the environment): a program compiled by
+# one test is read back by the next. Fresh per run, so no test depends on
+# what an earlier run left.
+if "VLAE_JAX_COMPILATION_CACHE" not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix="vlae_jax_test_compile_cache_")
+  os.environ["VLAE_JAX_COMPILATION_CACHE"] = _CACHE
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+runtime.enable_compilation_cache()
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 MNIST_DIR = os.path.join(SHARED_DATA, "mnist")
 CELEBA_DIR = os.path.join(SHARED_DATA, "celeba")
@@ -50,3 +68,76 @@ def tiny_config(tmp_path=None, **overrides):
 @pytest.fixture
 def tiny():
   return tiny_config
+
+
+class MainResult(NamedTuple):
+  """What a ``main.py`` run left: its exit code and what it printed."""
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+_MAIN_MODULE = []
+
+
+def _main_module():
+  """main.py imported once into this process (its flags live in absl's
+  global FLAGS); the signal handlers it installs at import are undone."""
+  if not _MAIN_MODULE:
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    spec = importlib.util.spec_from_file_location(
+        "vlae_main", os.path.join(ROOT, "main.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for sig, handler in handlers.items():
+      signal.signal(sig, handler)
+    from absl import app
+    app.define_help_flags()
+    _MAIN_MODULE.append(module)
+  return _MAIN_MODULE[0]
+
+
+def run_main(*args, cwd=None) -> MainResult:
+  """``python main.py ARGS`` run in this process: the same parser, checks
+  and modes as the command line, its exit code and printed lines, without a
+  new interpreter, JAX start-up and compile per call. What only a process
+  shows (signals, locks, SIGKILL, the environment before JAX starts, --help)
+  is tested with ``run_main_process``."""
+  main = _main_module()
+  args = [str(a) for a in args]
+  if not any(a.startswith("--config=") for a in args):
+    # main.py's default, given explicitly: the default config file is
+    # parsed only once per process otherwise, with the first run's argv.
+    args.insert(0, f"--config={os.path.join(ROOT, 'configs', 'default.py')}")
+  main.FLAGS.unparse_flags()
+  for name in [n for n in main.FLAGS if n.startswith("config.")]:
+    delattr(main.FLAGS, name)  # the last run's --config.x=y overrides
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  saved_argv, saved_cwd = sys.argv, os.getcwd()
+  out, err = io.StringIO(), io.StringIO()
+  code = 0
+  try:
+    sys.argv = ["main.py", *args]  # ml_collections reads overrides there
+    if cwd is not None:
+      os.chdir(cwd)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        main.main_interruptible(main.parse_flags(sys.argv))
+      except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(
+            exit_.code is not None)
+  finally:
+    sys.argv = saved_argv
+    os.chdir(saved_cwd)
+    for sig, handler in handlers.items():
+      signal.signal(sig, handler)
+  return MainResult(code, out.getvalue(), err.getvalue())
+
+
+def run_main_process(*args, cwd=ROOT, timeout=300, env=None):
+  """``python main.py ARGS`` in a new process, as a user runs it."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3",
+             **(env or {}))
+  return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"),
+                         *map(str, args)], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=timeout)

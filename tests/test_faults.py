@@ -6,8 +6,10 @@ Each CLI case checks the exit code, one line on stderr, no traceback, and
 the workdir's files hashed before and after.
 """
 
+import errno
 import hashlib
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -17,8 +19,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, ROOT, needs_mnist, tiny_config
-from test_main import TINY, run_main
+from conftest import (MNIST_DIR, ROOT, needs_mnist, run_main,
+                      run_main_process, tiny_config)
+from test_main import TINY
 from vlae_jax import checkpoints, datasets, experiment, train
 
 
@@ -212,11 +215,18 @@ def test_a_transient_restore_error_renames_nothing(trained_run, tmp_path,
                      match="cannot read checkpoint .*nothing was changed"):
     train.train_and_evaluate(config, str(copy))
   assert tree_hashes(copy) == before
-  # Real OS errors are classified by their errno, damage by the rest.
+  # Real OS errors are classified by their errno, damage by the rest: the
+  # process's open-file limit set to 0 makes the next open fail for real
+  # (EMFILE), root or not.
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  resource.setrlimit(resource.RLIMIT_NOFILE, (0, hard))
   try:
-    open(os.path.join("/proc", "version"), "w")
-  except OSError as e:
-    assert checkpoints.is_transient(e)
+    with pytest.raises(OSError) as too_many_files:
+      open(os.path.join(copy, "config.json"))
+  finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+  assert too_many_files.value.errno == errno.EMFILE
+  assert checkpoints.is_transient(too_many_files.value)
   assert not checkpoints.is_transient(ValueError("bad zstd frame"))
   assert not checkpoints.is_transient(FileNotFoundError(2, "missing"))
 
@@ -484,7 +494,7 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
   key = lambda s: [hashlib.sha1(im.tobytes()).hexdigest() + str(l)
                    for im, l in zip(s.images, s.labels)]
   assert sorted(key(via_tfds)) == sorted(key(idx))
-  # main.py trains through the TFDS route in its own process (prepared data).
+  # main.py trains through the TFDS route (the prepared data).
   result = run_main("--config=configs/mnist.py", f"--workdir={tmp_path / 'w'}",
                     f"--config.tfds_data_dir={data_dir}",
                     f"--config.cache_dir={tmp_path / 'cache2'}", *TINY[:2],
@@ -501,10 +511,13 @@ def test_out_of_memory_in_the_step_is_one_line_and_the_rerun_works(tmp_path):
   machine's memory: the allocation really fails, and the user reads one
   line naming the batch size; the corrected rerun trains in that workdir."""
   workdir = tmp_path / "w"
-  result = run_main(f"--workdir={workdir}", "--config=configs/mnist.py",
-                    f"--config.data_dir={MNIST_DIR}",
-                    f"--config.cache_dir={tmp_path / 'cache'}",
-                    "--config.batch_size=60000", "--config.num_train_steps=2")
+  # In a process of its own: the failed allocation must not touch the
+  # suite's process.
+  result = run_main_process(
+      f"--workdir={workdir}", "--config=configs/mnist.py",
+      f"--config.data_dir={MNIST_DIR}",
+      f"--config.cache_dir={tmp_path / 'cache'}",
+      "--config.batch_size=60000", "--config.num_train_steps=2")
   line = assert_one_line_error(
       result, 3, "out of memory in the train step at --config.batch_size=60000",
       "--config.batch_size=30000")

@@ -1,27 +1,19 @@
-"""main.py end to end, in subprocesses, as a user runs it."""
+"""main.py end to end: its parser, checks and modes run in process (exit
+code and printed lines), --help in a process of its own."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import run_main, run_main_process
 
 TINY = ["--config.model.rung_widths=((8, 16), (32,), (32,))",
         "--config.batch_size=16", "--config.num_train_steps=12",
         "--config.log_every=4", "--config.eval_every=6",
         "--config.num_eval_batches=2", "--config.image_every=6",
         "--config.checkpoint_every=6"]
-
-
-def run_main(*args, cwd=ROOT, timeout=300):
-  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                        cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +112,7 @@ def test_analysis_without_a_checkpoint_fails_cleanly(tmp_path):
 
 
 def test_help_documents_the_modes_and_exits_0():
-  result = run_main("--help")
+  result = run_main_process("--help")
   assert result.returncode == 0, result.stderr[-2000:]
   for word in ("train", "traverse", "--workdir", "--config"):
     assert word in result.stdout

@@ -271,7 +271,7 @@ def test_the_readme_example_runs():
   import re
   readme = open(os.path.join(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))), "README.md")).read()
-  section = readme.split("## Using `mmd` in your own JAX code")[1]
+  section = readme.split("## `mmd` in your own JAX code")[1]
   code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
   namespace = {}
   exec(code, namespace)  # pylint: disable=exec-used

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, ROOT, needs_celeba, tiny_config
-from test_main import TINY, run_main
+from conftest import CELEBA_DIR, ROOT, needs_celeba, run_main, tiny_config
+from test_main import TINY
 from vlae_jax import experiment, train
 
 

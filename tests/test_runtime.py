@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from test_main import TINY, run_main
+from conftest import ROOT, run_main_process
+from test_main import TINY
 from vlae_jax import objective, runtime
 from vlae_jax.discrepancy import mmd
 
@@ -54,8 +54,8 @@ def test_training_inside_an_salloc_shell(tmp_path):
 
 
 def test_distributed_on_without_a_cluster_is_one_line():
-  result = run_main("--distributed=on", "--mode=sample",
-                    "--workdir=/nonexistent")
+  result = run_main_process("--distributed=on", "--mode=sample",
+                            "--workdir=/nonexistent")
   assert result.returncode == 2, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   lines = result.stderr.strip().splitlines()
@@ -99,10 +99,11 @@ app.run(main.main, flags_parser=main.parse_flags)
 """
 
 
-def probe_main_setup(*args, workdir=None):
+def probe_main_setup(*args, workdir=None, keep_environment=False):
   env = {k: v for k, v in os.environ.items()
-         if k not in ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS",
-                      "JAX_DEFAULT_MATMUL_PRECISION")}
+         if keep_environment or k not in (
+             "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS",
+             "JAX_DEFAULT_MATMUL_PRECISION")}
   args = list(args) + ([f"--workdir={workdir}"] if workdir else [])
   result = subprocess.run(
       [sys.executable, "-c", MAIN_SETUP_PROBE.format(root=ROOT, args=args)],
@@ -128,9 +129,12 @@ def test_main_sets_up_jax_before_it_starts(tmp_path):
     assert runtime.GPU_DETERMINISM_FLAG not in analysis["XLA_FLAGS"]
 
 
-def test_test_subprocesses_do_not_preallocate():
-  # conftest sets it before JAX starts; run_main copies os.environ.
-  assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+def test_the_users_preallocation_setting_wins_even_when_training():
+  """main.py's train mode lets JAX preallocate only where the user has not
+  said otherwise: a main.py process started by this suite (which sets
+  XLA_PYTHON_CLIENT_PREALLOCATE=false) keeps it."""
+  assert probe_main_setup("--mode=train", keep_environment=True)[
+      "PREALLOCATE"] == "false"
 
 
 def test_deterministic_flags_are_accepted_by_the_installed_xla():

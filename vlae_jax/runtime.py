@@ -23,6 +23,7 @@ can call it first:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import shlex
@@ -255,6 +256,26 @@ def record_interrupts():
   import signal
   signal.signal(signal.SIGINT, _record_interrupt)
   signal.signal(signal.SIGTERM, _record_interrupt)
+
+
+@contextlib.contextmanager
+def recorded_interrupts():
+  """Within the block SIGINT and SIGTERM are recorded (``interrupted``),
+  whatever was installed before, which is restored after: the training
+  loop polls between steps, saves, and stops. Outside the main thread
+  (where handlers cannot be installed) signals are left alone."""
+  import signal
+  previous = {}
+  try:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, _record_interrupt)
+  except ValueError:  # not the main thread
+    pass
+  try:
+    yield
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
 
 
 def interrupted() -> bool:

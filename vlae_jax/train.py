@@ -9,7 +9,6 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import functools
-import signal
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -103,32 +102,6 @@ def evaluate_loss(state, eval_fn, test_data, config, key) -> Dict[str, Any]:
   total, mmds = jax.device_get((jnp.sum(jnp.stack(totals)), mmds))
   return {"reconstruction": float(total) / counts,
           "mmd": [float(v) for v in mmds], "count": counts}
-
-
-class _StopRequest:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
-
-  def __init__(self):
-    self.signal_name: Optional[str] = None
-    self._previous = {}
-
-  def __enter__(self):
-    if runtime.interrupted():  # a signal during start-up: stop at the first check
-      self.signal_name = runtime.interrupt_name()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: leave signals alone
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signal_name = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 class _write_errors_stop:  # pylint: disable=invalid-name
@@ -359,7 +332,8 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
   saver = _Checkpointer(manager, start if resumed else None)
   step = start
   try:
-    with _StopRequest() as stop, _write_errors_stop(manager, lambda: step):
+    with runtime.recorded_interrupts(), _write_errors_stop(manager,
+                                                          lambda: step):
       for step in range(start + 1, config.num_train_steps + 1):
         state, metrics = step_fn(state, next(stream))
         log.add(metrics)
@@ -379,14 +353,15 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
         if step % config.image_every == 0:
           writer.images(step, reporting.sample_and_reconstruction_grids(
               model, state, test_data, jax.random.fold_in(eval_key, step)))
-        stopping = stop.signal_name or (deadline and time.time() >= deadline)
+        signal_name = runtime.interrupt_name() if runtime.interrupted() else None
+        stopping = signal_name or (deadline and time.time() >= deadline)
         if (step % config.checkpoint_every == 0
             or step == config.num_train_steps
             or (stopping and saver.last_saved != step)):
           log.flush(step, saver.last_saved)  # never save a non-finite state
           saver.save(step, state)
         if stopping:
-          reason = stop.signal_name or (
+          reason = signal_name or (
               f"time limit ({config.max_train_minutes:g} min)")
           print(f"{reason}: saved step {step} to "
                 f"{workdirs.checkpoint_dir(workdir)}; run the same command "
