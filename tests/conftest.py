@@ -141,3 +141,38 @@ def run_main_process(*args, cwd=ROOT, timeout=300, env=None):
   return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"),
                          *map(str, args)], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+# The suite's one trained run: a tiny digits model, 10 steps, checkpoints
+# (with their manifests) at steps 5 and 10, test metrics and image grids
+# at both.
+TRAINED_ARGS = ("--config.model.rung_widths=((8, 16), (32,), (32,))",
+                "--config.batch_size=16", "--config.num_train_steps=10",
+                "--config.log_every=5", "--config.eval_every=5",
+                "--config.num_eval_batches=2", "--config.image_every=5",
+                "--config.checkpoint_every=5")
+
+
+class TrainedRun(NamedTuple):
+  workdir: "os.PathLike"  # read-only use; copy it (shutil.copytree) to change it
+  config: object  # the tiny_config the run was trained with
+  params: object  # its final parameters, on the host
+  result: MainResult  # what main.py printed while training it
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+  """Trained once for the whole suite through main.py's train mode. Tests
+  that only read it (figures, evaluation) share it; tests that damage,
+  resume or retrain it work on their own copy."""
+  import jax
+  from vlae_jax import experiment
+  base = tmp_path_factory.mktemp("trained")
+  workdir = base / "run"
+  result = run_main(f"--workdir={workdir}", *TRAINED_ARGS,
+                    f"--config.cache_dir={base / 'cache'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  config = tiny_config(base, num_train_steps=10, log_every=5, eval_every=5,
+                       image_every=5, checkpoint_every=5)
+  _, _, state = experiment.load_experiment(str(workdir))
+  return TrainedRun(workdir, config, jax.device_get(state.params), result)

@@ -10,13 +10,9 @@ from conftest import tiny_config
 from vlae_jax import analysis, evaluate, inference, train
 
 
-@pytest.fixture(scope="module")
-def digits_workdir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("analysis")
-  config = tiny_config(root, num_train_steps=4, checkpoint_every=4,
-                       eval_every=4, image_every=4)
-  train.train_and_evaluate(config, str(root / "digits"))
-  return str(root / "digits")
+@pytest.fixture
+def digits_workdir(trained_run):
+  return str(trained_run.workdir)
 
 
 def write_celeba_folder(root, count=12, size=(178, 218)):

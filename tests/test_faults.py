@@ -66,22 +66,12 @@ def data_files(step_folder):
       for name in files if os.sep + "d" + os.sep in os.path.join(root, name))
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-  """A tiny run with checkpoints at steps 5 and 10, and its final params."""
-  base = tmp_path_factory.mktemp("faults")
-  config = tiny_config(base, num_train_steps=10, checkpoint_every=5,
-                       eval_every=1000, image_every=1000)
-  state = train.train_and_evaluate(config, str(base / "run"))
-  return base / "run", config, jax.device_get(state.params)
-
-
 def test_a_flipped_byte_anywhere_in_the_array_files_never_goes_unnoticed(
     trained_run, tmp_path, capsys):
   """Every flip is either caught (the step is skipped with a warning naming
   it, the older verified step used) or provably harmless (it hit bytes no
   array is read from: the restored state equals the saved one bitwise)."""
-  workdir, _, _ = trained_run
+  workdir = trained_run.workdir
   _, _, original = experiment.load_experiment(str(workdir))
   original = checkpoints.state_manifest(original)
   files = data_files(workdir / "checkpoints" / "10")
@@ -114,7 +104,7 @@ def test_a_flipped_byte_anywhere_in_the_array_files_never_goes_unnoticed(
 
 def test_flipped_checkpoint_on_the_cli_resumes_from_the_verified_one(
     trained_run, tmp_path):
-  workdir, config, expected = trained_run
+  workdir, config, expected, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   biggest = max(data_files(copy / "checkpoints" / "10"), key=os.path.getsize)
@@ -145,7 +135,7 @@ def test_a_checkpoint_without_its_manifest_is_never_trusted(
   flipped: the step is skipped as unverifiable (analysis renames nothing,
   training keeps it as .unreadable-0) and the verified older step is used,
   so the damage is never trained on or re-saved under a fresh manifest."""
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   os.remove(copy / "checkpoints" / "manifests" / "10.json")
@@ -167,7 +157,7 @@ def test_a_checkpoint_without_its_manifest_is_never_trusted(
 
 def test_the_only_checkpoint_damaged_says_the_run_starts_over(
     trained_run, tmp_path, capsys):
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   shutil.rmtree(copy / "checkpoints" / "5")
@@ -184,7 +174,7 @@ def test_the_only_checkpoint_damaged_says_the_run_starts_over(
 
 def test_a_changed_model_shape_is_refused_and_nothing_is_renamed(
     trained_run, tmp_path):
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   before = tree_hashes(copy)
@@ -201,7 +191,7 @@ def test_a_changed_model_shape_is_refused_and_nothing_is_renamed(
 def test_a_transient_restore_error_renames_nothing(trained_run, tmp_path,
                                                    monkeypatch):
   # Out of memory while reading: not damage, so the checkpoint is kept as is.
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   before = tree_hashes(copy)
@@ -232,7 +222,7 @@ def test_a_transient_restore_error_renames_nothing(trained_run, tmp_path,
 
 
 def test_start_up_faults_are_one_line_exit_2(trained_run, tmp_path):
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   # A --config file that is missing, has a syntax error, or raises.
   missing = run_main(f"--config={tmp_path / 'nope.py'}")
   assert_one_line_error(missing, 2, "does not exist", "nope.py")
@@ -297,7 +287,7 @@ def run_shell(command):
 
 
 def test_a_read_only_workdir(trained_run, tmp_path):
-  workdir, config, _ = trained_run
+  workdir, config, _, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
   before = tree_hashes(copy)

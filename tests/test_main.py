@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_main, run_main_process
+from conftest import TRAINED_ARGS, run_main, run_main_process
 
 TINY = ["--config.model.rung_widths=((8, 16), (32,), (32,))",
         "--config.batch_size=16", "--config.num_train_steps=12",
@@ -16,24 +16,21 @@ TINY = ["--config.model.rung_widths=((8, 16), (32,), (32,))",
         "--config.checkpoint_every=6"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("run") / "digits"
-  result = run_main(f"--workdir={workdir}", *TINY)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir, result
+@pytest.fixture
+def trained(trained_run):
+  return trained_run.workdir, trained_run.result
 
 
 def test_train_writes_config_checkpoints_events_and_progress(trained):
   workdir, result = trained
   assert (workdir / "config.json").exists()
   # The two Orbax steps, and their checksum manifests.
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "6",
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "5",
                                                          "manifests"]
   assert sorted(os.listdir(workdir / "checkpoints" / "manifests")) == [
-      "12.json", "6.json"]
+      "10.json", "5.json"]
   assert any(n.startswith("events") for n in os.listdir(workdir / "tb"))
-  assert "step 12/12" in result.stdout and "steps/s" in result.stdout
+  assert "step 10/10" in result.stdout and "steps/s" in result.stdout
   assert "ETA" in result.stdout and "test reconstruction" in result.stdout
 
 
@@ -72,11 +69,12 @@ def test_sample_and_reconstruct_modes(trained):
   assert "outside the test split (0..296)" in result.stderr
 
 
-def test_rerun_resumes_and_finishes_at_once(trained):
-  workdir, _ = trained
-  result = run_main(f"--workdir={workdir}", *TINY)
+def test_rerun_resumes_and_finishes_at_once(trained_run):
+  workdir = trained_run.workdir
+  result = run_main(f"--workdir={workdir}", *TRAINED_ARGS,
+                    f"--config.cache_dir={trained_run.config.cache_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "already trained for 12 steps (num_train_steps=12); nothing to do" \
+  assert "already trained for 10 steps (num_train_steps=10); nothing to do" \
       in result.stdout
   # nothing left to train: no progress line
   assert not any(l.startswith("step ") for l in result.stdout.splitlines())

@@ -48,14 +48,17 @@ def test_batch_norm_uses_batch_statistics_only_in_training():
   config = default.get_config()
   model = experiment.create_model(config)
   images = jax.random.uniform(jax.random.PRNGKey(0), (8, 8, 8, 1))
-  variables = model.init({"params": jax.random.PRNGKey(0),
-                          "noise": jax.random.PRNGKey(0)}, images)
-  means = lambda v, x, train: model.apply(
+  # Jitted: one compile each instead of one per operation.
+  variables = jax.jit(model.init)({"params": jax.random.PRNGKey(0),
+                                   "noise": jax.random.PRNGKey(0)}, images)
+  means = jax.jit(lambda v, x, train: model.apply(
       v, x, train=train, sample=False, method=model.encode,
-      mutable=["batch_stats"] if train else False)
+      mutable=["batch_stats"] if train else False), static_argnums=2)
+  encode = jax.jit(lambda v, x: model.apply(v, x, sample=False,
+                                            method=model.encode))
   # Eval mode: an image's code does not depend on the rest of the batch.
-  alone = model.apply(variables, images[:1], sample=False, method=model.encode)
-  together = model.apply(variables, images, sample=False, method=model.encode)
+  alone = encode(variables, images[:1])
+  together = encode(variables, images)
   np.testing.assert_allclose(alone[0][0], together[0][0][:1], atol=1e-5)
   # Train mode: it does, and the running averages move.
   (train_means, _, _), updates = means(variables, images, True)
@@ -129,8 +132,8 @@ def test_head_branches_have_their_own_weights_and_feed_the_heads_alone():
                       rung_strides=((2, 1), (2,), ()), combine="concat",
                       head_branches=True, decoder_activation="relu")
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, 3))
-  variables = model.init({"params": jax.random.PRNGKey(1),
-                          "noise": jax.random.PRNGKey(2)}, x)
+  variables = jax.jit(model.init)({"params": jax.random.PRNGKey(1),
+                                   "noise": jax.random.PRNGKey(2)}, x)
   rung0 = variables["params"]["inference_rungs_0"]
   assert {"conv0", "conv1", "head_conv0", "head_conv1"} <= set(rung0)
   assert rung0["conv1"]["kernel"].shape == (4, 4, 8, 8)  # the stride-1 conv
@@ -139,11 +142,11 @@ def test_head_branches_have_their_own_weights_and_feed_the_heads_alone():
     return jnp.sum(model.apply({**variables, "params": params}, x,
                                sample=False, method=model.encode)[0][0])
 
-  grads = jax.grad(mean0)(variables["params"])["inference_rungs_0"]
+  grads = jax.jit(jax.grad(mean0))(variables["params"])["inference_rungs_0"]
   # z_0's heads read the ladder branch only, never h_0 (the inference branch).
   assert float(jnp.abs(grads["conv0"]["kernel"]).max()) == 0.0
   assert float(jnp.abs(grads["head_conv0"]["kernel"]).max()) > 0.0
-  logits = model.apply(variables, x, sample=False)[0]
+  logits = jax.jit(lambda v: model.apply(v, x, sample=False))(variables)[0]
   assert logits.shape == (2, 16, 16, 3)
 
 
@@ -155,8 +158,8 @@ def test_decoder_activation_changes_only_the_generative_rungs():
                       decoder_activation="relu")
   relu = models.VLAE(**base, activation="relu")
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 28, 28, 1))
-  variables = mixed.init({"params": jax.random.PRNGKey(1),
-                          "noise": jax.random.PRNGKey(2)}, x)
+  variables = jax.jit(mixed.init)({"params": jax.random.PRNGKey(1),
+                                   "noise": jax.random.PRNGKey(2)}, x)
   codes = [jax.random.normal(jax.random.PRNGKey(l), (3, 2)) for l in range(3)]
   np.testing.assert_array_equal(
       mixed.apply(variables, codes, method=mixed.decode),

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, ROOT, needs_celeba, run_main, tiny_config
+from conftest import CELEBA_DIR, ROOT, needs_celeba, run_main
 from test_main import TINY
 from vlae_jax import experiment, train
 
@@ -92,13 +92,12 @@ def delete_files(folder):
         os.remove(os.path.join(root, name))
 
 
-def test_broken_newest_checkpoint_is_skipped_and_kept(tmp_path, capsys):
-  config = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=5,
-                       eval_every=1000, image_every=1000)
-  expected = train.train_and_evaluate(config, str(tmp_path / "original"))
+def test_broken_newest_checkpoint_is_skipped_and_kept(trained_run, tmp_path,
+                                                     capsys):
+  config = trained_run.config
   for damage in (truncate_files, delete_files):
     workdir = tmp_path / damage.__name__
-    shutil.copytree(tmp_path / "original", workdir)
+    shutil.copytree(trained_run.workdir, workdir)
     newest = workdir / "checkpoints" / "10"
     damage(newest)
     leftover = workdir / "checkpoints" / "15.orbax-checkpoint-tmp-1234"
@@ -110,8 +109,7 @@ def test_broken_newest_checkpoint_is_skipped_and_kept(tmp_path, capsys):
     assert f"skipping damaged checkpoint {newest}" in out
     assert int(resumed.step) == 10
     # Resumed from step 5 and retrained to 10: the same parameters.
-    jax.tree_util.tree_map(np.testing.assert_array_equal,
-                           jax.device_get(expected.params),
+    jax.tree_util.tree_map(np.testing.assert_array_equal, trained_run.params,
                            jax.device_get(resumed.params))
     assert (workdir / "checkpoints" / "10.unreadable-0").is_dir()
     assert (leftover / "partial").read_text() == "half"
@@ -369,21 +367,24 @@ def test_a_signal_during_the_first_celeba_decode_stops_every_worker(
   assert not workdir.exists()
 
 
-def test_an_unwritable_home_is_one_warning_per_cache(tmp_path):
-  """HOME inside a regular file (unwritable even for root): the run trains,
-  each cache that falls back says so in one line, and JAX's own
-  UserWarning (two lines per compile) never appears."""
+def test_an_unwritable_home_is_one_warning_per_cache(trained_run, tmp_path):
+  """HOME inside a regular file (unwritable even for root): a mode that
+  compiles (sample, on a copy of a trained run) works, each cache that
+  falls back says so in one line, and JAX's own UserWarning (two lines per
+  compile) never appears."""
   blocker = tmp_path / "file"
   blocker.write_text("")
+  workdir = tmp_path / "w"
+  shutil.copytree(trained_run.workdir, workdir)
   env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3",
              HOME=str(blocker / "home"))
   env.pop("VLAE_JAX_COMPILATION_CACHE", None)
   result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "main.py"),
-       f"--workdir={tmp_path / 'w'}", *TINY, "--config.num_train_steps=2",
-       "--config.checkpoint_every=2"], cwd=ROOT, env=env,
+      [sys.executable, os.path.join(ROOT, "main.py"), "--mode=sample",
+       f"--workdir={workdir}"], cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
+  assert (workdir / "figures" / "samples.png").exists()
   both = result.stdout + result.stderr
   assert "UserWarning" not in both and "Traceback" not in both
   assert both.count("compilation cache is off") == 1
