@@ -68,11 +68,16 @@ def test_bfloat16_forms_compute_in_bfloat16():
 
 
 def test_auto_choice_by_backend_and_shape():
-  assert convolutions.choose_form((100, 64, 64, 3), "cpu") == "gemm"
-  assert convolutions.choose_form((100, 8, 8, 256), "cpu") == "gemm"
+  assert convolutions.choose_form((100, 64, 64, 3), backend="cpu") == "gemm"
+  assert convolutions.choose_form((100, 8, 8, 256), backend="cpu") == "gemm"
   # odd sizes (a 4x4 stride-2 'SAME' conv pads them unevenly) stay native
-  assert convolutions.choose_form((100, 7, 7, 128), "cpu") == "native"
-  assert convolutions.choose_form((100, 64, 64, 3), "gpu") == "native"
+  assert convolutions.choose_form((100, 7, 7, 128), backend="cpu") == "native"
+  assert convolutions.choose_form((100, 64, 64, 3), backend="gpu") == "native"
+  # every transposed conv (mnist's 7x7 -> 14x14 decoder layer too): the
+  # native one's gradient is many times slower on the CPU
+  assert convolutions.choose_form((100, 7, 7, 128), True, "cpu") == "gemm"
+  assert convolutions.choose_form((100, 4, 4, 1024), True, "cpu") == "gemm"
+  assert convolutions.choose_form((100, 4, 4, 1024), True, "gpu") == "native"
   with pytest.raises(ValueError, match="even height and width, got 7x7"):
     convolutions.conv(jnp.zeros((1, 7, 7, 1)), jnp.zeros((4, 4, 1, 1)),
                       "gemm")

@@ -46,18 +46,20 @@ FORMS = ("native", "gemm", "gemm_blas")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def choose_form(input_shape, backend=None) -> str:
-  """The fastest exact form measured for a backend and input shape, for both
-  the conv and the transposed conv.
+def choose_form(input_shape, transposed: bool = False, backend=None) -> str:
+  """The fastest exact form measured for a backend and input shape.
 
   CPU (bench/conv_forms.py, docs/PERFORMANCE.md): "gemm", whose three matrix
   products run at XLA:CPU's matrix-product rate with exactly the useful
-  FLOPs (the celeba step 1.3x faster than with XLA's convs, same run); the
-  conv needs an even height and width. Other backends: their conv library
-  (native), as nothing was measured there.
+  FLOPs (the celeba step 1.3x faster than with XLA's convs, same run), for
+  every transposed conv and every conv of an even-sized input (the 'SAME'
+  padding of an odd size is uneven: XLA's conv there). Other backends:
+  their conv library (native), as nothing was measured there.
   """
   backend = backend or jax.default_backend()
-  if backend == "cpu" and input_shape[1] % 2 == 0 and input_shape[2] % 2 == 0:
+  if backend != "cpu":
+    return "native"
+  if transposed or (input_shape[1] % 2 == 0 and input_shape[2] % 2 == 0):
     return "gemm"
   return "native"
 

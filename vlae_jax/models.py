@@ -165,8 +165,8 @@ class UpConv(nn.Module):
     kernel, bias = _kernel_and_bias(self, x.shape[-1])
     form = self.form
     if form == "auto":
-      form = _with_matmul(convolutions.choose_form(x.shape), self.matmul,
-                          self.dtype)
+      form = _with_matmul(convolutions.choose_form(x.shape, transposed=True),
+                          self.matmul, self.dtype)
     y = convolutions.conv_transpose(x.astype(self.dtype),
                                     kernel.astype(self.dtype), form)
     return y + bias.astype(self.dtype)
