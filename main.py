@@ -51,6 +51,8 @@ runtime.retain_freed_host_memory()
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vlae_jax import workdir as workdirs  # noqa: E402  (imports no JAX)
+
 MODES = ("train", "traverse", "sample", "reconstruct", "interpolate",
          "arithmetic", "evaluate")
 CONFIG_ERRORS = (flags.Error, KeyError, AttributeError, ValueError, TypeError)
@@ -195,7 +197,6 @@ def int_list(name, values, default=None):
 def writable_output_dir(mode, workdir):
   """The folder an analysis mode writes to, checked writable before any
   work: --output_dir, else <workdir>/eval or <workdir>/figures."""
-  from vlae_jax import workdir as workdirs
   workdirs.read_saved_config(workdir)  # a training workdir, readable
   folder = FLAGS.output_dir or workdirs.output_dir(workdir, mode)
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
@@ -309,12 +310,11 @@ def main(argv):
     runtime.interrupts_raise()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, train
-  from vlae_jax.workdir import WorkdirError
   from vlae_jax.input_pipeline import DataError
   try:
     for path in run_mode(FLAGS.mode, config, workdir):
       print(path)
-  except (configuration.ConfigError, WorkdirError, DataError,
+  except (configuration.ConfigError, workdirs.WorkdirError, DataError,
           analysis.AnalysisError) as e:
     fail(str(e), quiet_exit=True)
   except (train.NonFiniteError, train.OutOfMemoryError) as e:
@@ -326,7 +326,6 @@ def deterministic_setting(mode, config, workdir) -> bool:
   line's config when training, else the workdir's saved config.json."""
   if mode == "train":
     return bool(config.get("deterministic", True))
-  from vlae_jax import workdir as workdirs  # no JAX: it has not started
   try:
     return bool(workdirs.read_saved_config(workdir).get("deterministic", True))
   except workdirs.WorkdirError:

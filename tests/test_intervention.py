@@ -125,14 +125,14 @@ def test_arithmetic_table_on_an_identity_autoencoder(monkeypatch):
   def decode(model, variables, codes, batch_size=None):
     return np.stack([np.asarray(c).reshape(-1, 2, 2) for c in codes], -1)
 
-  monkeypatch.setattr(intervention.inference, "encode_means", encode)
   monkeypatch.setattr(intervention.inference, "decode_images", decode)
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 2, (80, 3))
   # Attribute k shows as +0.3 in channel k on a mid-grey face.
   images = 0.35 + 0.3 * labels[:, None, None, :] * np.ones((80, 2, 2, 3))
   classify = lambda x: (x.mean(axis=(1, 2)) - 0.5) * 10.0  # logits [n, 3]
-  table = intervention.arithmetic_table(None, None, images, labels,
+  table = intervention.arithmetic_table(None, None, images,
+                                        encode(None, None, images), labels,
                                         ["A", "B", "C"], ["B", "Z"], classify,
                                         triples_per_attribute=50)
   assert list(table["attributes"]) == ["B"]

@@ -293,14 +293,17 @@ def analogy_scores(predicted: np.ndarray, reference: np.ndarray,
           "kept": float((predicted[:, others] == reference[:, others]).mean())}
 
 
-def arithmetic_table(model, variables, images: np.ndarray, labels: np.ndarray,
+def arithmetic_table(model, variables, images: np.ndarray,
+                     means: Sequence[np.ndarray], labels: np.ndarray,
                      label_names: Sequence[str], attributes: Sequence[str],
                      classify: Callable[[np.ndarray], np.ndarray],
                      triples_per_attribute: int = 200, seed: int = 0,
                      bootstrap: int = 200) -> Dict:
   """Attribute analogies ``a - b + c`` scored by an attribute classifier.
 
-  ``images [n, H, W, C]`` in [0, 1] with ``labels [n, k]`` (the test split);
+  ``images [n, H, W, C]`` in [0, 1] with their posterior means ``means``
+  (per rung ``[n, d_l]``, computed once by the caller) and ``labels [n, k]``
+  (the test split);
   ``classify(images) -> [m, k]`` logits of the k attributes. For each
   attribute, ``analogy_triples``; the result keeps ``c``'s codes and adds
   ``z_a - z_b`` in the chosen rungs (all rungs: the paper's
@@ -310,7 +313,6 @@ def arithmetic_table(model, variables, images: np.ndarray, labels: np.ndarray,
   false-positive rate). Returns per attribute per method ``transfer`` and
   ``kept`` with 95% bootstrap intervals over triples.
   """
-  means = inference.encode_means(model, variables, images)
   real_logits = classify(images)
   num_rungs = len(means)
   out = {"triples_per_attribute": triples_per_attribute, "attributes": {}}
