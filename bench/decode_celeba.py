@@ -3,7 +3,7 @@
     python bench/decode_celeba.py [--data_dir ../shared/data/celeba]
         [--workers 1,2] [--images 4000] [--repeats 2]
 
-Times ``datasets.decode_celeba`` (open, decode, crop 108/178, resize to
+Times ``datasets.decode_images`` (open, decode, crop 108/178, resize to
 64x64) on the first ``--images`` full-size (178x218) JPEGs of an official-layout folder, with the
 worker counts interleaved (1, 2, 1, 2, ...), and checks every count gives the
 same bytes. Prints images/s per count, the speed-up, and the projected time of
@@ -53,7 +53,7 @@ def main():
   for _ in range(args.repeats):
     for workers in counts:
       start = time.perf_counter()
-      images, keep = datasets.decode_celeba(paths, 64, paths, "decode",
+      images, keep = datasets.decode_images(paths, 64, paths, "decode",
                                                   workers)
       seconds[workers].append(time.perf_counter() - start)
       assert len(keep) == len(paths)

@@ -15,11 +15,15 @@ def get_config():
   config.name = "default"
 
   # Data.
-  config.dataset = "digits"      # "digits" (bundled), "mnist", "celeba"
-  config.data_dir = ""           # local folder (IDX files / CelebA layout); "" -> TFDS
+  config.dataset = "digits"      # "digits" (bundled), "mnist", "celeba", "folder", "tfds:NAME"
+  config.data_dir = ""           # local folder (IDX files / CelebA layout / your images); "" -> TFDS
   config.tfds_data_dir = ""      # TFDS's own data_dir; "" -> TFDS default
   config.cache_dir = ""          # decoded-image cache; "" -> ~/.cache/vlae_jax
-  config.image_size = 64         # CelebA only: side of the square crop after resizing
+  config.image_size = 64         # celeba, folder, tfds:NAME: side of the square crop after resizing
+  # folder and tfds:NAME only (configs/folder.py documents them):
+  config.channels = 0            # 1 (grayscale) or 3 (RGB); 0 -> 3
+  config.test_fraction = 0.0     # hash split when there are no train/ test/ subfolders; 0 -> 0.1
+  config.labels_file = ""        # CSV 'file,label' or 'file,attr1,...'; "" -> DIR/labels.csv if present
   config.decode_workers = 0      # processes decoding JPEGs on the first run; 0 -> every core
 
   # Model (see vlae_jax/models.py). Rung 0 is the bottom (closest to pixels).

@@ -22,6 +22,15 @@ sys.path.insert(0, ROOT)
 # runs, so it runs deterministic; and neither it nor the main.py processes it
 # starts (which inherit this environment) takes 75% of a GPU's memory.
 from vlae_jax import runtime  # noqa: E402  (imports no JAX)
+# The suite's time is mostly XLA:CPU compiling tiny programs: with LLVM at
+# optimisation level 0 a tiny model's init and train step compile in 11 s
+# instead of 24 s here. The programs compute the same functions (every
+# tolerance is against an independent reference, every bitwise comparison
+# between runs under these same flags), only run slower, which tiny tests do
+# not feel. The main.py processes the suite starts inherit it.
+SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), SUITE_XLA_FLAGS]).strip()
 runtime.configure_jax(deterministic=True, preallocate=False)
 # One compilation cache for the whole suite, in process and in the main.py
 # processes it starts (they inherit the environment): a program compiled by
@@ -161,17 +170,28 @@ class TrainedRun(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-  """Trained once for the whole suite through main.py's train mode. Tests
-  that only read it (figures, evaluation) share it; tests that damage,
-  resume or retrain it work on their own copy."""
+def trained_run(tmp_path_factory, worker_id):
+  """Trained once for the whole suite through main.py's train mode (once
+  for all pytest-xdist workers: the first to ask trains under a file lock,
+  the others read its workdir). Tests that only read it (figures,
+  evaluation) share it; tests that damage, resume or retrain it work on
+  their own copy."""
+  import json
   import jax
+  from filelock import FileLock
   from vlae_jax import experiment
-  base = tmp_path_factory.mktemp("trained")
+  # xdist's workers share their base folder's parent, one per suite run.
+  shared = (tmp_path_factory.getbasetemp() if worker_id == "master"
+            else tmp_path_factory.getbasetemp().parent)
+  base = shared / "trained"
   workdir = base / "run"
-  result = run_main(f"--workdir={workdir}", *TRAINED_ARGS,
-                    f"--config.cache_dir={base / 'cache'}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  with FileLock(str(shared / "trained.lock")):
+    if not (base / "result.json").exists():
+      result = run_main(f"--workdir={workdir}", *TRAINED_ARGS,
+                        f"--config.cache_dir={base / 'cache'}")
+      assert result.returncode == 0, result.stderr[-3000:]
+      (base / "result.json").write_text(json.dumps(result._asdict()))
+  result = MainResult(**json.loads((base / "result.json").read_text()))
   config = tiny_config(base, num_train_steps=10, log_every=5, eval_every=5,
                        image_every=5, checkpoint_every=5)
   _, _, state = experiment.load_experiment(str(workdir))

@@ -109,7 +109,7 @@ def test_sweep_covers_the_radius_grid():
 
 def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
   paths = evaluate.evaluate(digits_workdir, probe_train_size=300,
-                            classifier_steps=200, decoder_images=100)
+                            classifier_steps=50, decoder_images=100)
   metrics = json.load(open(paths[0]))
   assert metrics["test_images"] == 297 and len(metrics["mmd"]) == 3
   assert len(metrics["probe"]["digit accuracy"]) == 3

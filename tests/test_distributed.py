@@ -8,7 +8,7 @@ import sys
 import jax
 import numpy as np
 
-from conftest import ROOT, tiny_config
+from conftest import ROOT, SUITE_XLA_FLAGS, tiny_config
 from vlae_jax import datasets, experiment, input_pipeline, parallel, train
 
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
@@ -34,6 +34,7 @@ def test_two_processes_train_like_one(tmp_path):
   env = {k: v for k, v in os.environ.items()
          if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROC",
                               "JAX_PROCESS", "XLA_FLAGS"))}
+  env["XLA_FLAGS"] = SUITE_XLA_FLAGS
   workers = [subprocess.Popen(
       [sys.executable, WORKER, str(i), "2", str(port), str(out)], env=env,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -484,6 +484,19 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
   key = lambda s: [hashlib.sha1(im.tobytes()).hexdigest() + str(l)
                    for im, l in zip(s.images, s.labels)]
   assert sorted(key(via_tfds)) == sorted(key(idx))
+  # --config.dataset=tfds:mnist, the route for any TFDS image set: the
+  # encoded PNGs decoded on every core, the ClassLabel's names.
+  generic = tiny_config(tmp_path, dataset="tfds:mnist", image_size=28,
+                        channels=1, tfds_data_dir=str(data_dir))
+  via_name = datasets.load_split(generic, "test")
+  assert via_name.label_key == "label"
+  assert via_name.label_names == [str(i) for i in range(10)]
+  assert sorted(key(via_name)) == sorted(key(idx))
+  assert os.path.isdir(datasets._cache_folder(generic, "test"))
+  with pytest.raises(datasets.DataError, match="TFDS has no data set "
+                     "'no_such_set'.*tfds.list_builders"):
+    datasets.read_split(tiny_config(tmp_path, dataset="tfds:no_such_set",
+                                    tfds_data_dir=str(data_dir)), "test")
   # main.py trains through the TFDS route (the prepared data).
   result = run_main("--config=configs/mnist.py", f"--workdir={tmp_path / 'w'}",
                     f"--config.tfds_data_dir={data_dir}",
@@ -497,27 +510,31 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
 
 @needs_mnist
 def test_out_of_memory_in_the_step_is_one_line_and_the_rerun_works(tmp_path):
-  """A batch of all 60,000 MNIST images needs one XLA buffer larger than the
-  machine's memory: the allocation really fails, and the user reads one
-  line naming the batch size; the corrected rerun trains in that workdir."""
+  """A batch of all 60,000 MNIST images through a 2,048-channel bottom conv
+  needs one XLA buffer far larger than the machine's memory: the allocation
+  really fails, and the user reads one line naming the batch size; the
+  corrected rerun trains in that workdir. (A narrow ladder of few layers:
+  the failure is the same as the full model's, its compiles cheaper.)"""
   workdir = tmp_path / "w"
+  model = ["--config=configs/mnist.py", f"--config.data_dir={MNIST_DIR}",
+           f"--config.cache_dir={tmp_path / 'cache'}",
+           "--config.model.rung_kinds=('conv', 'dense', 'dense')",
+           "--config.model.rung_widths=((2048,), (32,), (32,))"]
   # In a process of its own: the failed allocation must not touch the
   # suite's process.
-  result = run_main_process(
-      f"--workdir={workdir}", "--config=configs/mnist.py",
-      f"--config.data_dir={MNIST_DIR}",
-      f"--config.cache_dir={tmp_path / 'cache'}",
-      "--config.batch_size=60000", "--config.num_train_steps=2")
+  result = run_main_process(f"--workdir={workdir}", *model,
+                            "--config.batch_size=60000",
+                            "--config.num_train_steps=2")
   line = assert_one_line_error(
       result, 3, "out of memory in the train step at --config.batch_size=60000",
       "--config.batch_size=30000")
   assert "GiB did not fit" in line
-  rerun = run_main(f"--workdir={workdir}", "--config=configs/mnist.py",
-                   f"--config.data_dir={MNIST_DIR}",
-                   f"--config.cache_dir={tmp_path / 'cache'}",
+  rerun = run_main(f"--workdir={workdir}", *model,
                    "--config.batch_size=16", "--config.num_train_steps=2",
-                   "--config.checkpoint_every=2")
+                   "--config.checkpoint_every=2",
+                   "--config.num_eval_batches=1")
   assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert "step 2/2" in rerun.stdout
 
 
 def test_a_batch_larger_than_the_train_split_is_refused_first(tmp_path):

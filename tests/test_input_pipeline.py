@@ -186,9 +186,9 @@ def test_parallel_decode_equals_serial_and_reports_progress(capsys):
   folder = os.path.join(CELEBA_DIR, "img_align_celeba")
   paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:160]]
   paths.insert(7, os.path.join(folder, "missing.jpg"))  # skipped, named
-  serial, kept_serial = datasets.decode_celeba(
+  serial, kept_serial = datasets.decode_images(
       paths, 32, paths, "decoding test", workers=1, chunk=40)
-  parallel, kept_parallel = datasets.decode_celeba(
+  parallel, kept_parallel = datasets.decode_images(
       paths, 32, paths, "decoding test", workers=2, chunk=40,
       progress_every=0.0)
   assert kept_serial == kept_parallel == [i for i in range(161) if i != 7]
@@ -203,7 +203,7 @@ def test_parallel_decode_equals_serial_and_reports_progress(capsys):
   progress = [l for l in out.splitlines() if l.startswith("decoding test: ")]
   assert any("images/s, ETA" in l and "/161 (" in l for l in progress), out
   assert any("161 images in" in l and "2 workers" in l for l in progress), out
-  assert "skipping unreadable CelebA image" in out and "missing.jpg" in out
+  assert "skipping unreadable image" in out and "missing.jpg" in out
 
 
 def test_tfds_can_load_what_it_needs_to_prepare_a_data_set():

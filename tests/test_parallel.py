@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
+from conftest import ROOT, SUITE_XLA_FLAGS
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
@@ -45,7 +45,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_two_devices_match_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2 "
+             + SUITE_XLA_FLAGS,
              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run(
       [sys.executable, "-c", SCRIPT], cwd=os.path.join(ROOT, "tests"),

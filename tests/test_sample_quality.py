@@ -48,7 +48,7 @@ def test_the_feature_classifier_learns_real_mnist():
   train = datasets.read_mnist_idx(MNIST_DIR, "train")
   test = datasets.read_mnist_idx(MNIST_DIR, "test")
   model, params = sample_quality.train_classifier(
-      train.images[:20000], train.labels[:20000], steps=300)
+      train.images[:20000], train.labels[:20000], steps=150)
   feats, logits = sample_quality.features(model, params, test.images[:2000])
   assert feats.shape == (2000, sample_quality.FEATURE_DIM)
   assert np.all(feats >= 0)
@@ -58,7 +58,7 @@ def test_the_feature_classifier_learns_real_mnist():
   attributes = np.stack([train.labels[:20000] % 2,
                          train.labels[:20000] >= 5], 1).astype(np.uint8)
   model, params = sample_quality.train_classifier(
-      train.images[:20000], attributes, steps=300)
+      train.images[:20000], attributes, steps=150)
   _, logits = sample_quality.features(model, params, test.images[:2000])
   truth = np.stack([test.labels[:2000] % 2, test.labels[:2000] >= 5], 1)
   assert sample_quality.classifier_accuracy(logits, truth) > 0.85

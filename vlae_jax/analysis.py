@@ -302,7 +302,8 @@ def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
   train_split = datasets.load_split(config, "train")
   if train_split.label_key != "attributes":
     raise AnalysisError(f"dataset {config.dataset!r} has no attributes; "
-                        "attribute editing needs CelebA.")
+                        "attribute editing needs CelebA, or a folder whose "
+                        "labels CSV has attribute columns (configs/folder.py).")
   if attribute not in train_split.label_names:
     raise AnalysisError(f"unknown attribute {attribute!r}; choose one of "
                         f"{', '.join(train_split.label_names)}.")

@@ -13,6 +13,14 @@ Sources:
 - ``celeba``: ``config.data_dir`` in the official Align&Cropped layout, else
   TFDS's ``celeb_a``; a centred square of 108/178 of each image's width,
   resized to ``config.image_size``.
+- ``folder``: every JPEG / PNG under ``config.data_dir`` (recursively), the
+  centred square of its shorter side resized to ``config.image_size``, with
+  ``config.channels`` (1 or 3); split by ``train/`` and ``test/`` subfolders
+  where both exist, else by a hash of each file's path
+  (``config.test_fraction``); labels from an optional CSV
+  (``config.labels_file``, default ``labels.csv`` in the folder).
+- ``tfds:NAME``: TFDS's builder ``NAME`` (its ``image`` feature, and
+  ``label`` where it has one), cropped and resized like a folder.
 """
 
 from __future__ import annotations
@@ -32,7 +40,11 @@ from absl import logging
 
 from vlae_jax import runtime
 
-DATASETS = ("digits", "mnist", "celeba")
+DATASETS = ("digits", "mnist", "celeba", "folder", "tfds:NAME")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+DEFAULT_TEST_FRACTION = 0.1
+DEFAULT_LABELS_FILE = "labels.csv"
+NO_LABELS = "none"  # Split.label_key of a data set without labels
 CELEBA_CROP_FRACTION = 108.0 / 178.0
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -51,8 +63,10 @@ class Split:
   """One split in memory: uint8 images ``[N, H, W, C]`` and int labels."""
 
   images: np.ndarray
-  labels: np.ndarray  # [N] (label) or [N, num_attributes] in {0, 1}
-  label_key: str  # "label" or "attributes"
+  # [N] class index ("label"; zeros for "none") or [N, num_attributes] in
+  # {0, 1} ("attributes").
+  labels: np.ndarray
+  label_key: str  # "label", "attributes" or "none" (NO_LABELS)
   label_names: List[str]
 
   def __len__(self):
@@ -64,6 +78,33 @@ class Split:
             self.label_key: self.labels[indices].astype(np.int32)}
 
 
+def is_tfds_name(dataset: str) -> bool:
+  """Whether ``dataset`` names a TFDS builder (``tfds:NAME``)."""
+  return isinstance(dataset, str) and dataset.startswith("tfds:")
+
+
+def is_known(dataset: str) -> bool:
+  return dataset in DATASETS[:-1] or (is_tfds_name(dataset) and
+                                      len(dataset) > len("tfds:"))
+
+
+def kind(dataset: str) -> str:
+  """"digits" (digits, mnist: the paper's MNIST claims), "faces" (celeba:
+  its CelebA claims) or "images" (a folder or TFDS set: no paper claims)."""
+  if dataset in ("digits", "mnist"):
+    return "digits"
+  return "faces" if dataset == "celeba" else "images"
+
+
+def channels(config) -> int:
+  """Channels of a folder / TFDS data set: ``config.channels``, 0 -> 3."""
+  return int(config.get("channels", 0) or 3)
+
+
+def test_fraction(config) -> float:
+  return float(config.get("test_fraction", 0.0) or DEFAULT_TEST_FRACTION)
+
+
 def image_shape(config) -> Tuple[int, int, int]:
   """``(H, W, C)`` of the configured data set, without loading it."""
   if config.dataset == "digits":
@@ -72,6 +113,8 @@ def image_shape(config) -> Tuple[int, int, int]:
     return (28, 28, 1)
   if config.dataset == "celeba":
     return (config.image_size, config.image_size, 3)
+  if is_known(config.dataset):
+    return (config.image_size, config.image_size, channels(config))
   raise ValueError(
       f"unknown dataset {config.dataset!r}; set --config.dataset to one of "
       f"{list(DATASETS)}.")
@@ -242,9 +285,48 @@ def default_decode_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _decode_celeba_chunk(sources, size):
-  """Worker: ``[(uint8 [size, size, 3] or None, enlarged, error or None)]``
-  for JPEG file paths or encoded bytes."""
+def _as_mode(image, channels: int):
+  """``image`` as "L" (1) or "RGB" (3); transparent pixels (RGBA, LA,
+  palette transparency) are laid over white, not dropped to black."""
+  from PIL import Image
+  if image.mode in ("RGBA", "LA", "PA") or (
+      image.mode == "P" and "transparency" in image.info):
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, rgba)
+  return image.convert("L" if channels == 1 else "RGB")
+
+
+def is_colour(image) -> bool:
+  """Whether a decoded image's channels differ (a grayscale photo saved as
+  RGB, with JPEG's chroma noise of a few levels, is not colour)."""
+  if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+    return False
+  rgb = np.asarray(image.convert("RGB"), np.int16)
+  spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+  return float(spread.mean()) > 4.0
+
+
+def square_crop_and_resize(image, size: int, channels: int = 3
+                           ) -> np.ndarray:
+  """The centred square of the shorter side, resized: uint8
+  ``[size, size, channels]``."""
+  from PIL import Image
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and
+                            image.shape[-1] == 1 else image)
+  image = _as_mode(image, channels)
+  width, height = image.size
+  side = min(width, height)
+  left, top = (width - side) // 2, (height - side) // 2
+  image = image.crop((left, top, left + side, top + side))
+  out = np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
+  return out.reshape(size, size, channels)
+
+
+def _decode_chunk(sources, size, crop, channels):
+  """Worker: ``[(uint8 [size, size, C] or None, enlarged, colour, error or
+  None)]`` for image file paths or encoded bytes."""
   import io
   from PIL import Image
   out = []
@@ -252,35 +334,48 @@ def _decode_celeba_chunk(sources, size):
     try:
       handle = io.BytesIO(source) if isinstance(source, bytes) else source
       with Image.open(handle) as image:
-        enlarged = image.size[0] * CELEBA_CROP_FRACTION < size
-        out.append((celeba_crop_and_resize(image, size), enlarged, None))
+        if crop == "celeba":
+          enlarged = image.size[0] * CELEBA_CROP_FRACTION < size
+          decoded = celeba_crop_and_resize(image, size)
+          colour = True
+        else:
+          enlarged = min(image.size) < size
+          colour = channels == 1 and is_colour(image)
+          decoded = square_crop_and_resize(image, size, channels)
+        out.append((decoded, enlarged, colour, None))
     except (OSError, ValueError, SyntaxError) as e:
-      out.append((None, False, f"{type(e).__name__}: {e}"))
+      out.append((None, False, False, f"{type(e).__name__}: {e}"))
   return out
 
 
-def decode_celeba(sources, size: int, names, what: str,
+def decode_images(sources, size: int, names, what: str,
                   workers: int = 0, chunk: int = 64,
-                  progress_every: float = 5.0):
-  """Decodes, crops and resizes JPEGs on ``workers`` processes (0: all cores).
+                  progress_every: float = 5.0, crop: str = "celeba",
+                  channels: int = 3):
+  """Decodes, crops and resizes images on ``workers`` processes (0: all
+  cores).
 
   Args:
-    sources: JPEG file paths or encoded JPEG bytes, one per image.
-    size: output side in pixels. names: per image, the name warnings use.
+    sources: image file paths or encoded bytes (JPEG, PNG), one per image.
+    size: output side in pixels. names: per image, the name messages use.
     what: progress label, e.g. "decoding CelebA train"; a progress line
       (count, images/s, ETA) at most every ``progress_every`` seconds.
+    crop: "celeba" (centred square of 108/178 of the width, RGB) or
+      "square" (centred square of the shorter side, ``channels`` 1 or 3).
 
-  Returns ``(images uint8 [n_ok, size, size, 3], kept indices)``; unreadable
-  images are skipped with a warning naming them. The result does not depend
-  on ``workers``.
+  Returns ``(images uint8 [n_ok, size, size, C], kept indices)``; unreadable
+  images are skipped with a warning naming them, and images smaller than
+  ``size`` are enlarged with one warning. A colour image where
+  ``channels == 1`` is a ``DataError`` naming it. The result does not
+  depend on ``workers``.
   """
   workers = workers or default_decode_workers()
   chunks = [sources[i:i + chunk] for i in range(0, len(sources), chunk)]
   progress = Progress(len(sources), what, progress_every)
   results = []
-  if workers == 1 or len(chunks) == 1:
+  if workers == 1 or len(chunks) <= 1:
     for part in chunks:
-      results += _decode_celeba_chunk(part, size)
+      results += _decode_chunk(part, size, crop, channels)
       progress.update(len(part))
   else:
     import multiprocessing
@@ -290,7 +385,8 @@ def decode_celeba(sources, size: int, names, what: str,
         workers, mp_context=multiprocessing.get_context("spawn"))
     try:
       for part, decoded in zip(chunks, pool.map(
-          _decode_celeba_chunk, chunks, [size] * len(chunks))):
+          _decode_chunk, chunks, [size] * len(chunks), [crop] * len(chunks),
+          [channels] * len(chunks))):
         results += decoded
         progress.update(len(part))  # a recorded signal raises here
     except BaseException:
@@ -305,19 +401,27 @@ def decode_celeba(sources, size: int, names, what: str,
       raise
     pool.shutdown()
   progress.close(f", {workers} worker{'s' if workers > 1 else ''}")
-  keep = [i for i, (image, _, _) in enumerate(results) if image is not None]
-  for name, (image, _, error) in zip(names, results):
+  if crop == "square" and channels == 1:
+    colour = [name for name, r in zip(names, results) if r[2]]
+    if colour:
+      raise DataError(
+          f"{colour[0]} is a colour image (and {len(colour) - 1} more) but "
+          "--config.channels=1; set --config.channels=3 to train on colour, "
+          "or convert those images to grayscale.")
+  keep = [i for i, r in enumerate(results) if r[0] is not None]
+  for name, (image, _, _, error) in zip(names, results):
     if image is None:
-      logging.warning("skipping unreadable CelebA image %s: %s", name, error)
-      print(f"warning: skipping unreadable CelebA image {name} ({error})",
+      logging.warning("skipping unreadable image %s: %s", name, error)
+      print(f"warning: skipping unreadable image {name} ({error})",
             flush=True)
-  enlarged = sum(1 for _, big, _ in results if big)
+  enlarged = [name for name, r in zip(names, results) if r[1]]
   if enlarged:
-    logging.warning("%s: %d images have a crop smaller than %dx%d and were "
-                    "enlarged (e.g. half-scale copies)", what, enlarged, size,
-                    size)
+    print(f"warning: {what}: {len(enlarged)} images are smaller than "
+          f"{size}x{size} after cropping and were enlarged (e.g. "
+          f"{enlarged[0]}); set --config.image_size lower to keep their "
+          "detail.", flush=True)
   if not keep:
-    return np.zeros((0, size, size, 3), np.uint8), keep
+    return np.zeros((0, size, size, channels), np.uint8), keep
   return np.stack([results[i][0] for i in keep]), keep
 
 
@@ -331,7 +435,7 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   wanted, labels, names = celeba_index(data_dir, split)
   image_dir = os.path.join(data_dir, "img_align_celeba")
   paths = [os.path.join(image_dir, name) for name in wanted]
-  images, keep = decode_celeba(paths, size, paths,
+  images, keep = decode_images(paths, size, paths,
                                f"decoding CelebA {split}", workers)
   if len(keep) < len(wanted):
     logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
@@ -365,6 +469,173 @@ def celeba_identities(data_dir: str, split: str, count: int
   return np.asarray([identity[name] for name in wanted], np.int64)
 
 
+# ----------------------------------------------------------------------------
+# Any folder of images.
+
+
+def folder_images(data_dir: str) -> List[str]:
+  """Paths (relative to ``data_dir``, "/"-separated, sorted) of every JPEG /
+  PNG under it, hidden files and folders skipped."""
+  found = []
+  for root, folders, files in os.walk(data_dir):
+    folders[:] = sorted(f for f in folders if not f.startswith("."))
+    for name in files:
+      if not name.startswith(".") and \
+          name.lower().endswith(IMAGE_EXTENSIONS):
+        found.append(os.path.relpath(os.path.join(root, name), data_dir)
+                     .replace(os.sep, "/"))
+  return sorted(found)
+
+
+def has_split_folders(data_dir: str) -> bool:
+  return all(os.path.isdir(os.path.join(data_dir, s))
+             for s in ("train", "test"))
+
+
+def in_test_split(relative_path: str, fraction: float) -> bool:
+  """The hash split: a file is in the test split when the first 8 bytes of
+  the SHA-1 of its relative path, as a fraction of 2^64, fall below
+  ``fraction`` (stable across machines, runs and added files)."""
+  digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < fraction
+
+
+def labels_path(config) -> Optional[str]:
+  """The labels CSV of a folder data set: ``config.labels_file`` (relative
+  to the folder unless absolute), else ``labels.csv`` in the folder when
+  it exists, else None."""
+  data_dir = config.get("data_dir") or ""
+  name = config.get("labels_file") or ""
+  if name:
+    return name if os.path.isabs(name) else os.path.join(data_dir, name)
+  default = os.path.join(data_dir, DEFAULT_LABELS_FILE)
+  return default if os.path.isfile(default) else None
+
+
+def _label_values(values: List[str], path: str, lines: List[int], column: str
+                  ) -> np.ndarray:
+  """One CSV column of attributes as {0, 1}: 1/0, 1/-1 or true/false."""
+  truth = {"1": 1, "0": 0, "-1": 0, "true": 1, "false": 0}
+  out = []
+  for value, line in zip(values, lines):
+    if value.strip().lower() not in truth:
+      raise DataError(
+          f"{path}:{line}: {column} is {value!r}; attribute columns hold 1/0, "
+          "1/-1 or true/false (a single class column must be named 'label').")
+    out.append(truth[value.strip().lower()])
+  return np.asarray(out, np.uint8)
+
+
+def read_labels_csv(path: str, data_dir: str, files: List[str]):
+  """Labels of ``files`` (relative paths) from a CSV whose header is
+  ``file,label`` (one class per image: any names) or ``file,attr1,...``
+  (binary attributes). Returns ``(labels, label_key, label_names)``:
+  ``int32 [N]`` with the sorted class names, or ``uint8 [N, A]``."""
+  import csv
+  if not os.path.isfile(path):
+    raise DataError(f"labels file {path} does not exist; point "
+                    "--config.labels_file at a CSV, or leave it empty.")
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      rows = list(csv.reader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"cannot read labels file {path}: {e}; save it as a "
+                    "UTF-8 CSV.") from e
+  numbered = [(n, [c.strip() for c in r]) for n, r in enumerate(rows, 1)
+              if any(c.strip() for c in r)]
+  if not numbered or len(numbered[0][1]) < 2 or \
+      numbered[0][1][0].lower() != "file":
+    raise DataError(f"{path}:1 must be a header 'file,label' or "
+                    "'file,attribute1,attribute2,...'; got "
+                    f"{','.join(numbered[0][1]) if numbered else 'nothing'!r}.")
+  header = numbered[0][1]
+  known = set(folder_images(data_dir))
+  table = {}
+  for number, row in numbered[1:]:
+    if len(row) != len(header):
+      raise DataError(f"{path}:{number} has {len(row)} fields, the header "
+                      f"has {len(header)}; fix the row.")
+    name = row[0].replace("\\", "/")
+    name = name[2:] if name.startswith("./") else name
+    if name not in known:
+      raise DataError(f"{path}:{number} names {row[0]!r}, which is not an "
+                      f"image under {data_dir}; fix the name (a path "
+                      "relative to the folder) or remove the row.")
+    if name in table:
+      raise DataError(f"{path}:{number} names {row[0]!r} a second time "
+                      f"(first on line {table[name][0]}); keep one row.")
+    table[name] = (number, row[1:])
+  missing = [f for f in files if f not in table]
+  if missing:
+    raise DataError(f"image {missing[0]} (and {len(missing) - 1} more) has no "
+                    f"row in {path}; add rows for them, or move them out of "
+                    "the folder.")
+  lines = [table[f][0] for f in files]
+  if header[1:] == ["label"]:
+    values = [table[f][1][0] for f in files]
+    all_values = sorted({r[0] for _, r in table.values()})
+    numeric = all(v.lstrip("-").isdigit() for v in all_values)
+    names = sorted(all_values, key=int) if numeric else all_values
+    index = {v: i for i, v in enumerate(names)}
+    return (np.asarray([index[v] for v in values], np.int32), "label",
+            names)
+  columns = [
+      _label_values([table[f][1][a] for f in files], path, lines, column)
+      for a, column in enumerate(header[1:])]
+  return np.stack(columns, axis=1), "attributes", header[1:]
+
+
+def folder_index(config, split: str):
+  """The images of one split of a folder data set and their labels, without
+  decoding any: ``(relative paths, labels, label_key, label_names)``."""
+  data_dir = config.data_dir
+  everything = folder_images(data_dir)
+  if not everything:
+    raise DataError(f"{data_dir} holds no {'/'.join(IMAGE_EXTENSIONS)} "
+                    "images (searched recursively); point --config.data_dir "
+                    "at your images.")
+  # The labels of every image first: a CSV's errors do not depend on the
+  # split being read.
+  csv_path = labels_path(config)
+  if csv_path is None:
+    labels, label_key, names = (np.zeros(len(everything), np.int32),
+                                NO_LABELS, [])
+  else:
+    labels, label_key, names = read_labels_csv(csv_path, data_dir,
+                                               everything)
+  if has_split_folders(data_dir):
+    rows = [i for i, f in enumerate(everything)
+            if f.startswith(split + "/")]
+    how, fix = f"its {split}/ subfolder", f"add images to {split}/"
+  else:
+    fraction = test_fraction(config)
+    rows = [i for i, f in enumerate(everything)
+            if in_test_split(f, fraction) == (split == "test")]
+    how = f"--config.test_fraction={fraction:g} of {len(everything)} images"
+    fix = ("add images or raise --config.test_fraction" if split == "test"
+           else "lower --config.test_fraction")
+  if not rows:
+    raise DataError(f"the {split} split of {data_dir} is empty ({how}); "
+                    f"{fix}.")
+  return [everything[i] for i in rows], labels[rows], label_key, names
+
+
+def read_image_folder(config, split: str) -> Split:
+  """Decodes one split of a folder data set (see ``folder_index``) on
+  every core; unreadable files are skipped with a warning naming them."""
+  files, labels, label_key, names = folder_index(config, split)
+  paths = [os.path.join(config.data_dir, f) for f in files]
+  images, keep = decode_images(
+      paths, config.image_size, paths, f"decoding {config.data_dir} {split}",
+      config.get("decode_workers", 0), crop="square",
+      channels=channels(config))
+  if not keep:
+    raise DataError(f"none of the {len(files)} {split} images under "
+                    f"{config.data_dir} is readable (e.g. {paths[0]}); check "
+                    "that they are JPEG or PNG files.")
+  return Split(images, labels[keep], label_key, names)
+
+
 LOCAL_LAYOUT = {"mnist": "a folder with the four MNIST IDX .gz files",
                 "celeb_a": "a CelebA folder in the official Align&Cropped "
                            "layout"}
@@ -394,12 +665,21 @@ def prepare_tfds(config, name: str):
   """
   tfds = runtime.import_tfds()
   data_dir = config.get("tfds_data_dir") or None
-  builder = tfds.builder(name, data_dir=data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, KeyboardInterrupt):
+      raise
+    text = (str(e).strip().splitlines() or [""])[0][:200]
+    raise DataError(f"TFDS has no data set {name!r} ({type(e).__name__}: "
+                    f"{text}); see tfds.list_builders() for the names.") from e
   if builder.is_prepared():
     return builder
-  fix = (f"point --config.data_dir at {LOCAL_LAYOUT[name]}, or prepare TFDS "
-         f"{name} on a machine with internet and pass its folder as "
-         "--config.tfds_data_dir")
+  local = (f"point --config.data_dir at {LOCAL_LAYOUT[name]}, or "
+           if name in LOCAL_LAYOUT else
+           "save the images in a folder and use --config.dataset=folder, or ")
+  fix = (f"{local}prepare TFDS {name} on a machine with internet and pass "
+         "its folder as --config.tfds_data_dir")
   unreachable = unreachable_download_hosts(list(builder.url_infos or {}))
   if unreachable:
     raise DataError(f"cannot download TFDS {name}: {', '.join(unreachable)} "
@@ -440,7 +720,7 @@ def read_tfds(config, split: str) -> Split:
   for example in tfds.as_numpy(dataset):
     encoded.append(bytes(example["image"]))
     labels.append([bool(example["attributes"][n]) for n in names])
-  images, keep = decode_celeba(
+  images, keep = decode_images(
       encoded, config.image_size, [f"celeb_a {split} #{i}"
                                    for i in range(len(encoded))],
       f"decoding celeb_a {split}", config.get("decode_workers", 0))
@@ -450,11 +730,72 @@ def read_tfds(config, split: str) -> Split:
                names)
 
 
+def tfds_split_name(builder, split: str, fraction: float) -> str:
+  """The TFDS split read as our ``split``: its own ``train`` / ``test``
+  (``validation`` when there is no test), else the last ``fraction`` of
+  ``train`` as the test split."""
+  splits = set(builder.info.splits)
+  if split == "train" and "train" in splits:
+    if "test" in splits or "validation" in splits:
+      return "train"
+  elif split == "test":
+    for name in ("test", "validation"):
+      if name in splits:
+        return name
+  if "train" not in splits:
+    raise DataError(f"TFDS {builder.name} has splits {sorted(splits)} and no "
+                    "train split; use --config.dataset=folder with its "
+                    "images.")
+  percent = max(1, int(round(100 * fraction)))
+  return (f"train[:{100 - percent}%]" if split == "train"
+          else f"train[{100 - percent}%:]")
+
+
+def read_tfds_images(config, split: str) -> Split:
+  """``--config.dataset=tfds:NAME``: the builder's ``image`` feature,
+  decoded, cropped and resized like a folder on every core, and its
+  ``label`` (a ClassLabel) where present."""
+  tfds = runtime.import_tfds()
+  name = config.dataset[len("tfds:"):]
+  builder = prepare_tfds(config, name)
+  features = builder.info.features
+  if "image" not in features:
+    raise DataError(f"TFDS {name} has no 'image' feature (it has "
+                    f"{sorted(features)}); choose an image data set.")
+  label = features["label"] if "label" in features else None
+  has_labels = label is not None and hasattr(label, "names")
+  dataset = builder.as_dataset(
+      split=tfds_split_name(builder, split, test_fraction(config)),
+      decoders={"image": tfds.decode.SkipDecoding()})
+  encoded, labels = [], []
+  for example in tfds.as_numpy(dataset):
+    encoded.append(bytes(example["image"]))
+    labels.append(int(example["label"]) if has_labels else 0)
+  if not encoded:
+    raise DataError(f"TFDS {name} has no {split} images.")
+  images, keep = decode_images(
+      encoded, config.image_size, [f"{name} {split} #{i}"
+                                   for i in range(len(encoded))],
+      f"decoding {name} {split}", config.get("decode_workers", 0),
+      crop="square", channels=channels(config))
+  if not keep:
+    raise DataError(f"no readable images in TFDS {name} {split!r}.")
+  labels = np.asarray(labels, np.int32)[keep]
+  if has_labels:
+    return Split(images, labels, "label", list(label.names))
+  return Split(images, labels, NO_LABELS, [])
+
+
 def read_split(config, split: str) -> Split:
   """Uncached read of one split from the configured source."""
   if config.dataset == "digits":
     return read_digits(split)
+  if is_tfds_name(config.dataset):
+    return read_tfds_images(config, split)
   data_dir = config.get("data_dir") or ""
+  if config.dataset == "folder" and not data_dir:
+    raise DataError("--config.dataset=folder needs --config.data_dir=DIR, a "
+                    "folder of JPEG / PNG images.")
   if data_dir and not os.path.isdir(data_dir):
     raise DataError(f"data_dir {data_dir!r} does not exist; point "
                     "--config.data_dir at the data folder, or leave it empty "
@@ -467,6 +808,8 @@ def read_split(config, split: str) -> Split:
       return read_celeba_folder(data_dir, split, config.image_size,
                                 config.get("decode_workers", 0))
     return read_tfds(config, split)
+  if config.dataset == "folder":
+    return read_image_folder(config, split)
   raise ValueError(f"unknown dataset {config.dataset!r}; choose one of "
                    f"{list(DATASETS)}.")
 
@@ -481,16 +824,40 @@ def default_cache_dir() -> str:
                       "vlae_jax")
 
 
+def _stat_line(name: str, path: str) -> bytes:
+  info = os.stat(path)
+  return f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode()
+
+
 def source_fingerprint(config) -> str:
   """A digest of the files a split is read from: names, sizes and
   modification times (nanoseconds) of every file in ``config.data_dir`` and,
-  for CelebA, in its image folder. Adding, removing or changing a file
-  changes it, so the cache never serves images its source no longer has.
-  The TFDS route is keyed by its data_dir (TFDS versions its own files)."""
+  for CelebA, in its image folder; for a folder data set, of every file
+  under it (recursively), its labels CSV and how it is split. Adding,
+  removing or changing a file changes it, so the cache never serves images
+  its source no longer has. The TFDS route is keyed by its data_dir (TFDS
+  versions its own files)."""
   data_dir = config.get("data_dir") or ""
-  if not data_dir:
-    return "tfds:" + os.path.abspath(config.get("tfds_data_dir") or "~default")
+  if not data_dir or is_tfds_name(config.dataset):
+    return "tfds:" + os.path.abspath(config.get("tfds_data_dir") or
+                                     "~default") + (
+        f":{test_fraction(config)}" if is_tfds_name(config.dataset) else "")
   digest = hashlib.sha256()
+  if config.dataset == "folder":
+    digest.update(f"test_fraction={test_fraction(config)}\n".encode())
+    for root, folders, files in os.walk(data_dir):
+      folders.sort()
+      for name in sorted(files):
+        path = os.path.join(root, name)
+        try:
+          digest.update(_stat_line(os.path.relpath(path, data_dir), path))
+        except OSError:
+          continue
+    csv_path = labels_path(config)
+    if csv_path and os.path.isfile(csv_path):
+      digest.update(b"labels:" + _stat_line(os.path.abspath(csv_path),
+                                            csv_path))
+    return digest.hexdigest()
   folders = [data_dir]
   if config.dataset == "celeba":
     folders.append(os.path.join(data_dir, "img_align_celeba"))
@@ -501,19 +868,21 @@ def source_fingerprint(config) -> str:
       continue  # the reader reports the missing folder
     for entry in entries:
       if entry.is_file():
-        info = entry.stat()
-        digest.update(f"{entry.name}\0{info.st_size}\0{info.st_mtime_ns}\n"
-                      .encode())
+        digest.update(_stat_line(entry.name, entry.path))
   return digest.hexdigest()
 
 
 def _cache_folder(config, split: str) -> str:
-  source = os.path.abspath(config.data_dir) if config.get("data_dir") else "tfds"
+  source = (os.path.abspath(config.data_dir)
+            if config.get("data_dir") and not is_tfds_name(config.dataset)
+            else "tfds")
   key = json.dumps([config.dataset, source, image_shape(config), split,
                     source_fingerprint(config)])
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   root = config.get("cache_dir") or default_cache_dir()
-  return os.path.join(root, f"{config.dataset}-{split}-{digest}")
+  name = "".join(c if c.isalnum() or c in "-_." else "_"
+                 for c in config.dataset)
+  return os.path.join(root, f"{name}-{split}-{digest}")
 
 
 def _read_cache(folder: str, shape) -> Split:
@@ -551,6 +920,11 @@ def load_split(config, split: str) -> Split:
         os.replace(folder, damaged)
       except OSError:
         pass
+  if config.dataset == "folder":
+    # Both splits' errors (an empty split, the labels CSV) before any
+    # decode or cache write.
+    for other in ("train", "test"):
+      folder_index(config, other)
   data = read_split(config, split)
   try:
     os.makedirs(os.path.dirname(folder), exist_ok=True)

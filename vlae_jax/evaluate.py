@@ -1,7 +1,10 @@
 """Numbers for what each rung learned, on the test split.
 
 ``evaluate(workdir)`` writes ``<workdir>/eval/metrics.json``, a readable
-``metrics.txt`` and ``probe_heatmap.png``:
+``metrics.txt`` and heatmaps. On a folder or TFDS data set
+(``datasets.kind`` "images") the pixel factors are ``factors.image_factors``,
+the probes and classifier need its labels, and the paper's claims are
+skipped; every skipped part is one ``skipped:`` line saying why.
 - reconstruction error of the posterior means (the configured loss, and L1);
 - per rung, MMD^2 between the aggregated posterior samples of the whole test
   split and as many N(0, I) samples (blockwise, so any split size fits);
@@ -150,23 +153,29 @@ def identity_verifier(images: np.ndarray, identities: np.ndarray,
   return embed, len(kept), len(rows)
 
 
-def decoder_measure(is_digits: bool, classify=None, label_names=(),
-                    embed=None):
+PIXEL_FACTORS = {"digits": factors.mnist_factors,
+                 "faces": factors.celeba_factors,
+                 "images": factors.image_factors}
+
+
+def decoder_measure(pixel_factors, classify=None, class_name=None,
+                    label_names=(), attribute_names=(), embed=None):
   """The factors measured on decoded images for ``vlae_jax.intervention``:
-  the pixel factors; with an attribute / digit classifier
-  (``classify(images) -> logits``), the digit's class probabilities
-  (MNIST) or each attribute's probability (CelebA); with ``embed``, the
-  identity embedding."""
+  the pixel factors (``pixel_factors(images) -> {name: [n]}``); with a
+  classifier (``classify(images) -> logits``), the class probabilities
+  under ``class_name`` (a class-labelled set: "digit", "class") or each
+  of ``attribute_names``' probability (an attribute-labelled set whose
+  attributes are ``label_names``); with ``embed``, the identity
+  embedding."""
   def measure(images):
-    out = dict((factors.mnist_factors if is_digits
-                else factors.celeba_factors)(images))
+    out = dict(pixel_factors(images))
     if classify is not None:
       logits = np.asarray(classify(images), np.float64)
-      if is_digits:
+      if class_name:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        out["digit"] = e / e.sum(axis=1, keepdims=True)
+        out[class_name] = e / e.sum(axis=1, keepdims=True)
       else:
-        for name in CELEBA_ATTRIBUTE_FACTORS:
+        for name in attribute_names:
           if name in label_names:
             k = list(label_names).index(name)
             out[name] = 1.0 / (1.0 + np.exp(-logits[:, k]))
@@ -176,44 +185,42 @@ def decoder_measure(is_digits: bool, classify=None, label_names=(),
   return measure
 
 
-def factor_table(is_digits: bool, train_means, train_images, train_labels,
+def factor_table(pixel_factors, train_means, train_images, train_labels,
                  test_means, test_images, test_labels, probe,
-                 identities=None, seed: int = 0
-                 ) -> Dict[str, Dict[str, List[float]]]:
+                 class_name=None, attribute_names=(), identities=None,
+                 seed: int = 0) -> Dict[str, Dict[str, List[float]]]:
   """``table[factor][metric]``: one score per rung (``vlae_jax.factors``).
 
   Codes are posterior means; regressions and classifiers are fitted on the
   train rows and scored on the test rows. Metrics: ``knn_r2`` /
-  ``linear_r2`` (measured factors), ``knn_accuracy`` / ``linear_accuracy``
-  (digit), ``verification_auc`` (CelebA identity), ``balanced_accuracy``
-  (CelebA attributes, the linear probes).
+  ``linear_r2`` (the ``pixel_factors``), ``knn_accuracy`` /
+  ``linear_accuracy`` (the class, named ``class_name``, of a class-labelled
+  set), ``verification_auc`` (with ``identities``), ``balanced_accuracy``
+  (``attribute_names``' linear probes, from ``probe``).
   """
   table: Dict[str, Dict[str, List[float]]] = {}
-  if is_digits:
+  if class_name:
     scores = [factors.classification_scores(tr, train_labels, te, test_labels,
                                             seed=seed)
               for tr, te in zip(train_means, test_means)]
-    table["digit"] = {"knn_accuracy": [s["knn"] for s in scores],
-                      "linear_accuracy": [s["linear"] for s in scores]}
-    measure = factors.mnist_factors
-  else:
-    measure = factors.celeba_factors
-  train_values, test_values = measure(train_images), measure(test_images)
+    table[class_name] = {"knn_accuracy": [s["knn"] for s in scores],
+                         "linear_accuracy": [s["linear"] for s in scores]}
+  train_values = pixel_factors(train_images)
+  test_values = pixel_factors(test_images)
   for name in train_values:
     scores = [factors.regression_scores(tr, train_values[name], te,
                                         test_values[name])
               for tr, te in zip(train_means, test_means)]
     table[name] = {"knn_r2": [s["knn"] for s in scores],
                    "linear_r2": [s["linear"] for s in scores]}
-  if not is_digits:
-    if identities is not None:
-      results = [factors.verification_auc(te, identities, seed=seed)
-                 for te in test_means]
-      table["identity"] = {"verification_auc": [r["auc"] for r in results],
-                           "same_pairs": [r["same_pairs"] for r in results]}
-    for name in CELEBA_ATTRIBUTE_FACTORS:
-      if name in probe:
-        table[name] = {"balanced_accuracy": list(probe[name])}
+  if identities is not None:
+    results = [factors.verification_auc(te, identities, seed=seed)
+               for te in test_means]
+    table["identity"] = {"verification_auc": [r["auc"] for r in results],
+                         "same_pairs": [r["same_pairs"] for r in results]}
+  for name in attribute_names:
+    if name in probe:
+      table[name] = {"balanced_accuracy": list(probe[name])}
   return table
 
 
@@ -308,9 +315,11 @@ def format_factors(metrics: Dict) -> List[str]:
           row.append(noisy if metric == "knn_r2" else None)
         lines.append(f"{factor} ({metric})"[:32].ljust(32)
                      + "".join(_cell(v, 13) for v in row))
-  if "digit_knn_rungs_and_above" in metrics:
-    lines.append("digit (knn, this rung and above)"[:32].ljust(32) + "".join(
-        _cell(v, 13) for v in metrics["digit_knn_rungs_and_above"]))
+  for name in ("digit", "class"):
+    if f"{name}_knn_rungs_and_above" in metrics:
+      lines.append(f"{name} (knn, this rung and above)"[:32].ljust(32)
+                   + "".join(_cell(v, 13) for v in
+                             metrics[f"{name}_knn_rungs_and_above"]))
   verifier = metrics.get("identity_verifier")
   if verifier:
     lines.append(
@@ -368,7 +377,10 @@ def format_factors(metrics: Dict) -> List[str]:
               "resampling one rung moves features".ljust(32) + "".join(
                   _cell(v) for v in quality["resampling_shift"])]
     if "resampling_digit_change" in quality:
-      lines.append("resampling one rung: digit changes".ljust(32) + "".join(
+      thing = ("digit" if datasets.kind(metrics.get("dataset", "digits"))
+               == "digits" else "class")
+      lines.append(f"resampling one rung: {thing} changes".ljust(32)
+                   + "".join(
           _cell(v) for v in quality["resampling_digit_change"]))
   arithmetic = metrics.get("arithmetic")
   if arithmetic and arithmetic["attributes"]:
@@ -401,6 +413,7 @@ def format_table(metrics: Dict) -> str:
     lines.append(f"{name[:24]:24}" + "".join(
         f"{v:10.3f}" if np.isfinite(v) else f"{'n/a':>10}" for v in scores))
   lines += format_factors(metrics)
+  lines += [f"skipped: {reason}." for reason in metrics.get("skipped", ())]
   return "\n".join(lines) + "\n"
 
 
@@ -433,14 +446,29 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   train_images = train_split.batch(rows)["image"]
   train_means = inference.encode_means(model, variables, train_images)
   train_labels = train_split.labels[rows]
-  is_digits = test.label_key == "label"
+  data_kind = datasets.kind(config.dataset)
+  is_digits = data_kind == "digits"
+  pixel_factors = PIXEL_FACTORS[data_kind]
+  has_classes = test.label_key == "label"
+  has_attributes = test.label_key == "attributes"
+  class_name = ("digit" if is_digits else "class") if has_classes else None
+  # The attributes of the factor table, the decoder side and arithmetic.
+  attribute_names = ((CELEBA_ATTRIBUTE_FACTORS if data_kind == "faces"
+                      else tuple(test.label_names)) if has_attributes else ())
+  skipped = []
+  if not (has_classes or has_attributes):
+    skipped.append("probes, KID and the classifier's factors: the data set "
+                   "has no labels (a labels CSV adds them, configs/folder.py)")
+  if data_kind == "images":
+    skipped.append(f"the paper's claims: they are about MNIST and CelebA, "
+                   f"not {config.dataset}")
   controls = control_codes(train_images, test_images,
                            max(model.latent_dims), seed)
   control_names = list(controls)
 
   def probes(train_codes, test_codes, names):
-    if is_digits:
-      return {"digit accuracy": [
+    if has_classes:
+      return {f"{class_name} accuracy": [
           probe_score(tr, train_labels, te, test.labels, seed=seed)
           for tr, te in zip(train_codes, test_codes)]}
     return {name: [probe_score(tr, train_labels[:, a], te, test.labels[:, a],
@@ -452,50 +480,51 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   control_train = [controls[c][0] for c in control_names]
   control_test = [controls[c][1] for c in control_names]
   # The controls only for the attributes of the factor table.
-  control_probe = probes(control_train, control_test,
-                         CELEBA_ATTRIBUTE_FACTORS)
+  control_probe = probes(control_train, control_test, attribute_names)
   identities = train_identities = None
-  if not is_digits and config.get("data_dir"):
+  if data_kind == "faces" and config.get("data_dir"):
     identities = datasets.celeba_identities(config.data_dir, "test",
                                             len(test))
     train_identities = datasets.celeba_identities(
         config.data_dir, "train", len(train_split))
-  table = factor_table(is_digits, train_means, train_images, train_labels,
-                       test_means, test_images, test.labels, probe,
+  table = factor_table(pixel_factors, train_means, train_images,
+                       train_labels, test_means, test_images, test.labels,
+                       probe, class_name, attribute_names,
                        identities=identities, seed=seed)
-  control_table = factor_table(is_digits, control_train, train_images,
+  control_table = factor_table(pixel_factors, control_train, train_images,
                                train_labels, control_test, test_images,
-                               test.labels, control_probe,
-                               identities=identities, seed=seed)
-  measure_values = (factors.mnist_factors if is_digits
-                    else factors.celeba_factors)
-  noisy = noisy_factor_scores(table, measure_values(train_images),
-                              measure_values(test_images), seed)
+                               test.labels, control_probe, class_name,
+                               attribute_names, identities=identities,
+                               seed=seed)
+  noisy = noisy_factor_scores(table, pixel_factors(train_images),
+                              pixel_factors(test_images), seed)
   upper_rungs = None
-  if is_digits:
-    # Whether identity is in the model but split over rungs: the digit kNN
-    # of rungs l..top concatenated, for each l.
+  if has_classes:
+    # Whether the class is in the model but split over rungs: the class
+    # kNN of rungs l..top concatenated, for each l.
     upper_rungs = [factors.classification_scores(
         np.concatenate(train_means[l:], axis=1), train_labels,
         np.concatenate(test_means[l:], axis=1), test.labels,
         seed=seed)["knn"] for l in range(model.num_rungs)]
-  claim_list = factors.MNIST_CLAIMS if is_digits else factors.CELEBA_CLAIMS
+  claim_list = {"digits": factors.MNIST_CLAIMS,
+                "faces": factors.CELEBA_CLAIMS}.get(data_kind, ())
   claims = factors.judge_claims(table, claim_list, model.num_rungs)
   metrics = {
       "workdir": workdir, "step": int(state.step),
+      "dataset": config.dataset, "skipped": skipped,
       "test_images": len(test), "reconstruction_loss":
       config.loss.reconstruction, "reconstruction": recon, "l1": l1,
       "mmd": mmds, "latent_dims": list(model.latent_dims),
       "active_units": [active_units(m) for m in test_means],
-      "probe_metric": ("accuracy" if is_digits else "balanced accuracy"),
+      "probe_metric": ("accuracy" if has_classes else "balanced accuracy"),
       "probe_train_images": len(rows), "probe": probe,
       "factors": table, "claims": claims,
       "factor_controls": {"columns": control_names + ["factor + noise"],
                           "table": control_table, "factor_plus_noise": noisy}}
   if upper_rungs is not None:
-    metrics["digit_knn_rungs_and_above"] = upper_rungs
+    metrics[f"{class_name}_knn_rungs_and_above"] = upper_rungs
   classify = embed = None
-  if classifier_steps > 0:
+  if classifier_steps > 0 and (has_classes or has_attributes):
     classifier, params = sample_quality.train_classifier(
         train_split.images, train_split.labels, steps=classifier_steps,
         seed=seed)
@@ -518,7 +547,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   count = min(decoder_images, len(test))
   chosen = np.sort(np.random.default_rng(seed + 7).permutation(len(test))[
       :count])
-  measure = decoder_measure(is_digits, classify, test.label_names, embed)
+  measure = decoder_measure(pixel_factors, classify, class_name,
+                            test.label_names, attribute_names, embed)
   decoder = {}
   for mode in intervention.MODES:
     decoder[mode] = intervention.rung_control(
@@ -528,11 +558,12 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   metrics["decoder_claims"] = intervention.judge_claims(decoder["resample"],
                                                         claim_list)
   metrics["decoder"] = {m: intervention.public(t) for m, t in decoder.items()}
-  if classify is not None and not is_digits:
+  if classify is not None and has_attributes:
     metrics["arithmetic"] = intervention.arithmetic_table(
         model, variables, test_images, test_means, test.labels,
         test.label_names,
-        ARITHMETIC_ATTRIBUTES, classify,
+        ARITHMETIC_ATTRIBUTES if data_kind == "faces"
+        else attribute_names[:len(ARITHMETIC_ATTRIBUTES)], classify,
         triples_per_attribute=arithmetic_triples, seed=seed)
   out = out_dir or workdirs.output_dir(workdir, "evaluate")
   os.makedirs(out, exist_ok=True)
@@ -545,13 +576,13 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   with open(paths[1], "w") as f:
     f.write(text)
   print(text)
-  values = np.array(list(probe.values()))
-  low = 0.0 if is_digits else 0.5
   rung_names = [f"rung {l}" for l in range(model.num_rungs)]
-  paths.append(plotting.save_heatmap(
-      os.path.join(out, "probe_heatmap.png"), values, list(probe),
-      rung_names, title=f"linear probe {metrics['probe_metric']} per rung",
-      vmin=low, vmax=1.0))
+  if probe:
+    paths.append(plotting.save_heatmap(
+        os.path.join(out, "probe_heatmap.png"),
+        np.array(list(probe.values())), list(probe), rung_names,
+        title=f"linear probe {metrics['probe_metric']} per rung",
+        vmin=0.0 if has_classes else 0.5, vmax=1.0))
   names, heat = factor_heatmap_rows(table)
   paths.append(plotting.save_heatmap(
       os.path.join(out, "factor_heatmap.png"), heat, names, rung_names,

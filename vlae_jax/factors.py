@@ -34,6 +34,15 @@ aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
 - hair colour: ``hair_luminance`` (mean Y of the hair region) and
   ``hair_warmth`` (mean R - mean B of the hair region).
 
+Any other images (``image_factors``; a folder or TFDS data set), grayscale
+or RGB, luminance ``Y`` as above (the pixel value itself for one channel):
+
+- ``brightness`` (mean Y) and ``contrast`` (standard deviation of Y);
+- ``left_right`` and ``top_bottom``: mean Y of the left (top) half minus the
+  right (bottom) half: where the light or the mass of the picture sits;
+- RGB only: ``warmth`` and ``tint`` as for CelebA, and ``saturation`` (mean
+  of max(R, G, B) - min(R, G, B)).
+
 Identity (same-person verification) and expression (Smiling,
 Mouth_Slightly_Open) come from CelebA's labels, not pixels; see ``evaluate``.
 
@@ -135,6 +144,25 @@ def celeba_factors(images) -> Dict[str, np.ndarray]:
       "hair_luminance": luminance(hair_rgb),
       "hair_warmth": hair_rgb[:, 0] - hair_rgb[:, 2],
   }
+
+
+def image_factors(images) -> Dict[str, np.ndarray]:
+  """Per image ``[n]`` factors of any ``images [n, H, W, C]`` with C = 1 or
+  3 (module docstring)."""
+  x = _as_float(images)
+  y = luminance(x) if x.shape[-1] == 3 else x[..., 0]
+  h, w = y.shape[1:3]
+  mean = lambda a: a.mean(axis=(1, 2), dtype=np.float64)
+  out = {"brightness": mean(y), "contrast": y.std(axis=(1, 2),
+                                                  dtype=np.float64),
+         "left_right": mean(y[:, :, :w // 2]) - mean(y[:, :, w - w // 2:]),
+         "top_bottom": mean(y[:, :h // 2]) - mean(y[:, h - h // 2:])}
+  if x.shape[-1] == 3:
+    rgb = x.mean(axis=(1, 2), dtype=np.float64)
+    out["warmth"] = rgb[:, 0] - rgb[:, 2]
+    out["tint"] = rgb[:, 1] - (rgb[:, 0] + rgb[:, 2]) / 2
+    out["saturation"] = mean(x.max(axis=-1) - x.min(axis=-1))
+  return out
 
 
 def _standardised(train_codes, test_codes):

@@ -109,7 +109,8 @@ def _normalise(value):
 RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
               "image_every", "checkpoint_every", "keep_checkpoints", "name",
               "data_dir", "tfds_data_dir", "cache_dir", "skip_nonfinite",
-              "deterministic", "decode_workers", "max_train_minutes")
+              "deterministic", "decode_workers", "max_train_minutes",
+              "labels_file")
 
 
 # How a layer is computed, not what it computes: every form, and either
