@@ -78,18 +78,24 @@ def test_encoder_forward_matches_xla_on_the_real_model(downsample, count):
   config.model.matmul = "xla"  # XLA cannot count a BLAS custom call's FLOPs
   shape = datasets.image_shape(config)
   model = models.model_from_config(config.model, shape)
-  variables = model.init({"params": jax.random.PRNGKey(0),
-                          "noise": jax.random.PRNGKey(1)},
-                         jnp.zeros((1,) + shape))
-  xla = xla_flops(lambda x: model.apply(variables, x, sample=False,
-                                        method=model.encode), (1,) + shape)
+  # The parameters as abstract arguments: neither an op-by-op init of the
+  # full model nor its weights compiled in as constants.
+  variables = jax.eval_shape(lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)},
+      jnp.zeros((1,) + shape)))
+  cost = jax.jit(lambda v, x: model.apply(v, x, sample=False,
+                                          method=model.encode)).lower(
+      variables, jax.ShapeDtypeStruct((1,) + shape, jnp.float32)).compile(
+          ).cost_analysis()
+  xla = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
   analytic = sum(getattr(l, count)
                  for l in flops.layer_table(config.model, shape)
                  if l.name.startswith("encoder"))
   # XLA adds the activations, biases and std sigmoid: well under 1% with
-  # its conv; 2.5% over every tap with the patch products (measured,
-  # 233.8 vs 228.0 MFLOP per image).
-  assert analytic <= xla <= (1.01 if downsample == "native" else 1.03) * analytic
+  # its conv; 3.4% over every tap with the patch products (measured with
+  # the weights as arguments, as in the train step: 235.7 vs 228.0 MFLOP
+  # per image).
+  assert analytic <= xla <= (1.01 if downsample == "native" else 1.04) * analytic
 
 
 @pytest.mark.parametrize("inp,out", [((32, 32, 64), 64), ((8, 8, 256), 256)])
