@@ -714,20 +714,34 @@ def read_tfds(config, split: str) -> Split:
                  [str(i) for i in range(10)])
   builder = prepare_tfds(config, "celeb_a")
   names = sorted(builder.info.features["attributes"].keys())
-  encoded, labels = [], []
+  images, labels = _decode_tfds_images(
+      config, builder, "celeb_a", split, split,
+      lambda example: [bool(example["attributes"][n]) for n in names])
+  return Split(images, np.asarray(labels, np.uint8), "attributes", names)
+
+
+def _decode_tfds_images(config, builder, name: str, split: str,
+                        tfds_split: str, label_of, **decode_options):
+  """A TFDS split's ``image`` feature read still encoded and decoded on
+  every core (``decode_images``), with ``label_of(example)`` of each kept
+  image: ``(images uint8 [n, S, S, C], labels list [n])``."""
+  tfds = runtime.import_tfds()
   dataset = builder.as_dataset(
-      split=split, decoders={"image": tfds.decode.SkipDecoding()})
+      split=tfds_split, decoders={"image": tfds.decode.SkipDecoding()})
+  encoded, labels = [], []
   for example in tfds.as_numpy(dataset):
     encoded.append(bytes(example["image"]))
-    labels.append([bool(example["attributes"][n]) for n in names])
+    labels.append(label_of(example))
+  if not encoded:
+    raise DataError(f"TFDS {name} has no {split} images.")
   images, keep = decode_images(
-      encoded, config.image_size, [f"celeb_a {split} #{i}"
-                                   for i in range(len(encoded))],
-      f"decoding celeb_a {split}", config.get("decode_workers", 0))
+      encoded, config.image_size,
+      [f"{name} {split} #{i}" for i in range(len(encoded))],
+      f"decoding {name} {split}", config.get("decode_workers", 0),
+      **decode_options)
   if not keep:
-    raise DataError(f"no readable images in TFDS celeb_a {split!r}.")
-  return Split(images, np.asarray(labels, np.uint8)[keep], "attributes",
-               names)
+    raise DataError(f"no readable images in TFDS {name} {split!r}.")
+  return images, [labels[i] for i in keep]
 
 
 def tfds_split_name(builder, split: str, fraction: float) -> str:
@@ -755,7 +769,6 @@ def read_tfds_images(config, split: str) -> Split:
   """``--config.dataset=tfds:NAME``: the builder's ``image`` feature,
   decoded, cropped and resized like a folder on every core, and its
   ``label`` (a ClassLabel) where present."""
-  tfds = runtime.import_tfds()
   name = config.dataset[len("tfds:"):]
   builder = prepare_tfds(config, name)
   features = builder.info.features
@@ -764,23 +777,12 @@ def read_tfds_images(config, split: str) -> Split:
                     f"{sorted(features)}); choose an image data set.")
   label = features["label"] if "label" in features else None
   has_labels = label is not None and hasattr(label, "names")
-  dataset = builder.as_dataset(
-      split=tfds_split_name(builder, split, test_fraction(config)),
-      decoders={"image": tfds.decode.SkipDecoding()})
-  encoded, labels = [], []
-  for example in tfds.as_numpy(dataset):
-    encoded.append(bytes(example["image"]))
-    labels.append(int(example["label"]) if has_labels else 0)
-  if not encoded:
-    raise DataError(f"TFDS {name} has no {split} images.")
-  images, keep = decode_images(
-      encoded, config.image_size, [f"{name} {split} #{i}"
-                                   for i in range(len(encoded))],
-      f"decoding {name} {split}", config.get("decode_workers", 0),
+  images, labels = _decode_tfds_images(
+      config, builder, name, split,
+      tfds_split_name(builder, split, test_fraction(config)),
+      lambda example: int(example["label"]) if has_labels else 0,
       crop="square", channels=channels(config))
-  if not keep:
-    raise DataError(f"no readable images in TFDS {name} {split!r}.")
-  labels = np.asarray(labels, np.int32)[keep]
+  labels = np.asarray(labels, np.int32)
   if has_labels:
     return Split(images, labels, "label", list(label.names))
   return Split(images, labels, NO_LABELS, [])
@@ -921,10 +923,9 @@ def load_split(config, split: str) -> Split:
       except OSError:
         pass
   if config.dataset == "folder":
-    # Both splits' errors (an empty split, the labels CSV) before any
-    # decode or cache write.
-    for other in ("train", "test"):
-      folder_index(config, other)
+    # The other split's errors (empty, the labels CSV) before any decode or
+    # cache write; this split's come from read_split before it decodes.
+    folder_index(config, "test" if split == "train" else "train")
   data = read_split(config, split)
   try:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
