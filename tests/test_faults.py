@@ -107,8 +107,11 @@ def test_flipped_checkpoint_on_the_cli_resumes_from_the_verified_one(
   workdir, config, expected, _ = trained_run
   copy = tmp_path / "w"
   shutil.copytree(workdir, copy)
-  biggest = max(data_files(copy / "checkpoints" / "10"), key=os.path.getsize)
-  flip_byte(biggest)
+  # The middle byte of every array file of step 10: Orbax's layout of a
+  # step varies from save to save, and the middle of one file is not always
+  # bytes an array reads (a harmless flip, see the test above).
+  for path in data_files(copy / "checkpoints" / "10"):
+    flip_byte(path)
   args = [f"--workdir={copy}", f"--config.cache_dir={config.cache_dir}",
           "--config.model.rung_widths=((8, 16), (32,), (32,))",
           "--config.batch_size=16", "--config.num_train_steps=10",
@@ -118,7 +121,7 @@ def test_flipped_checkpoint_on_the_cli_resumes_from_the_verified_one(
   sample = run_main("--mode=sample", f"--workdir={copy}")
   assert sample.returncode == 0, sample.stderr[-2000:]
   assert "skipping damaged checkpoint" in sample.stdout
-  assert "10 (" in sample.stdout and "differ from the manifest" in sample.stdout
+  assert f"{os.sep}10 (" in sample.stdout
   resumed = run_main(*args)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "resuming from step 5" in resumed.stdout
