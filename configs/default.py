@@ -54,6 +54,10 @@ def get_config():
   # Per rung (bottom first), a floor replacing std_floor: a higher floor
   # limits how much a rung's code carries to the decoder. () -> std_floor.
   config.model.rung_std_floors = ()
+  # Per rung (bottom first), a ceiling of the posterior std in (floor, 1],
+  # or 0 for none; () -> none. Below 1 the rung cannot match the prior by
+  # collapsing onto it (mean 0, std 1): its codes must carry the image.
+  config.model.rung_std_ceilings = ()
   config.dtype = "float32"               # compute dtype: "float32" | "bfloat16"
 
   # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)).

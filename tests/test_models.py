@@ -189,6 +189,30 @@ def test_per_rung_std_floors_bound_each_rungs_posterior_std():
     models.rung_std_floors((0.1, 0.2), 3)
 
 
+def test_per_rung_std_ceilings_rescale_the_gate_between_floor_and_ceiling():
+  from vlae_jax import configuration
+  config = tiny_config()
+  images = jax.random.uniform(jax.random.PRNGKey(2), (16, 8, 8, 1))
+  stds = {}
+  for ceilings in ((), (0.3, 0.0, 1.0)):
+    config.model.rung_std_ceilings = ceilings
+    model = experiment.create_model(config)
+    state = experiment.create_train_state(config, model)  # same seed, params
+    _, stds[ceilings], _ = model.apply(
+        objective.model_variables(state.params, state.batch_stats), images,
+        method=model.encode, sample=False)
+  floor = config.model.std_floor
+  for l, ceiling in enumerate((0.3, 0.0, 1.0)):
+    gate = np.asarray(stds[()][l]) - floor  # sigmoid(.) of the same params
+    want = gate + floor if ceiling == 0 else floor + (ceiling - floor) * gate
+    np.testing.assert_allclose(stds[(0.3, 0.0, 1.0)][l], want, rtol=1e-6)
+  assert float(stds[(0.3, 0.0, 1.0)][0].max()) < 0.3
+  for bad in ((0.3, 0.5), (0.3, 0.5, 1.5), (0.3, 0.0005, 0.0)):
+    config.model.rung_std_ceilings = bad
+    with pytest.raises(configuration.ConfigError, match="rung_std_ceilings"):
+      configuration.validate(config)
+
+
 def test_mnist_hierarchy_config_is_mnist_with_a_wider_top_rung_trained_last():
   from configs import mnist_hierarchy
   from vlae_jax import configuration, objective

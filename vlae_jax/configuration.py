@@ -154,6 +154,16 @@ def validate(config):
     raise ConfigError(
         f"--config.model.rung_std_floors={floors} must give one number > 0 "
         f"per rung ({num_rungs} rungs), or be () to use model.std_floor.")
+  ceilings = tuple(m.get("rung_std_ceilings", ()) or ())
+  floors = floors or (m.std_floor,) * num_rungs
+  if ceilings and (len(ceilings) != num_rungs or any(
+      isinstance(c, bool) or not isinstance(c, (int, float)) or
+      not math.isfinite(c) or c < 0 or c > 1 or (c and c <= f)
+      for c, f in zip(ceilings, floors))):
+    raise ConfigError(
+        f"--config.model.rung_std_ceilings={ceilings} must give per rung "
+        f"({num_rungs} rungs) 0 (no ceiling) or a number above the rung's std "
+        f"floor and <= 1, or be () for none.")
   starts = tuple(config.get("rung_start_steps", ()) or ())
   if starts:
     if len(starts) != num_rungs:

@@ -191,7 +191,9 @@ class InferenceRung(_Layers):
   """Rung l of the encoder: ``h_l = f_l(h_{l-1})`` and ``q(z_l | h_l)``.
 
   ``__call__(h [batch, ...], train) -> (h_l, mean [batch, latent_dim],
-  std [batch, latent_dim])`` with ``std = sigmoid(.) + std_floor`` (> 0).
+  std [batch, latent_dim])`` with ``std = sigmoid(.) + std_floor`` (> 0),
+  or ``std_floor + (std_ceiling - std_floor) * sigmoid(.)`` when
+  ``std_ceiling`` > 0.
   """
 
   kind: str = "conv"
@@ -199,6 +201,7 @@ class InferenceRung(_Layers):
   strides: Sequence[int] = ()
   latent_dim: int = 2
   std_floor: float = 1e-3
+  std_ceiling: float = 0.0
   downsample: str = "auto"
   head_branch: bool = False
 
@@ -227,9 +230,14 @@ class InferenceRung(_Layers):
     flat = (h if head_input is None else head_input).reshape(h.shape[0], -1)
     # Heads in float32: they parameterise the distribution the MMD sees.
     mean = nn.Dense(self.latent_dim, name="mean")(flat.astype(jnp.float32))
-    std = nn.sigmoid(nn.Dense(self.latent_dim, name="std")(
-        flat.astype(jnp.float32))) + self.std_floor
-    return h, mean, std
+    gate = nn.sigmoid(nn.Dense(self.latent_dim, name="std")(
+        flat.astype(jnp.float32)))
+    if self.std_ceiling > 0:
+      # A ceiling below 1 bars the posterior from collapsing onto the prior
+      # (mean 0, std 1): to match N(0, I) under the MMD the means must
+      # spread, i.e. carry the image.
+      return h, mean, self.std_floor + (self.std_ceiling - self.std_floor) * gate
+    return h, mean, gate + self.std_floor
 
 
 class GenerativeRung(_Layers):
@@ -308,6 +316,8 @@ class VLAE(nn.Module):
     combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".
     std_floor: the posterior std's floor, one number or one per rung (a
       floor limits how much a rung's code can carry to the decoder).
+    std_ceiling: per rung, a ceiling of the posterior std (0: none, the std
+      reaches 1 + floor); below 1 it forces the rung's codes to be used.
     norm: "batch" or "none". activation: a key of ``ACTIVATIONS``.
     rung_strides: per rung, the stride (1 or 2) of each conv layer; None or
       an empty entry: all 2. The decoder mirrors them.
@@ -333,6 +343,7 @@ class VLAE(nn.Module):
   upsample: str = "auto"
   downsample: str = "auto"
   std_floor: Any = 1e-3
+  std_ceiling: Any = 0.0
   dtype: Any = jnp.float32
   rung_strides: Optional[Sequence[Sequence[int]]] = None
   head_branches: bool = False
@@ -347,13 +358,14 @@ class VLAE(nn.Module):
     common = dict(norm=self.norm, dtype=self.dtype, matmul=self.matmul)
     self.inference_rungs = [
         InferenceRung(kind=kind, widths=tuple(widths), strides=stride,
-                      latent_dim=dim, std_floor=floor,
+                      latent_dim=dim, std_floor=floor, std_ceiling=ceiling,
                       downsample=self.downsample,
                       head_branch=self.head_branches,
                       activation=self.activation, **common)
-        for kind, widths, stride, dim, floor in zip(
+        for kind, widths, stride, dim, floor, ceiling in zip(
             self.rung_kinds, self.rung_widths, strides, self.latent_dims,
-            rung_std_floors(self.std_floor, self.num_rungs))]
+            rung_std_floors(self.std_floor, self.num_rungs),
+            rung_std_floors(self.std_ceiling, self.num_rungs))]
     self.generative_rungs = [
         GenerativeRung(kind=kind, shapes=tuple(rung), strides=stride,
                        combine=self.combine, upsample=self.upsample,
@@ -432,6 +444,7 @@ def model_from_config(model_config, image_shape: Shape, dtype: str = "float32"):
       downsample=model_config.get("downsample", "auto"),
       std_floor=(tuple(model_config.get("rung_std_floors", ()) or ()) or
                  model_config.std_floor),
+      std_ceiling=tuple(model_config.get("rung_std_ceilings", ()) or ()) or 0.0,
       dtype=jnp.dtype(dtype),
       rung_strides=tuple(tuple(s) for s in model_config.get(
           "rung_strides", ()) or ()) or None,
