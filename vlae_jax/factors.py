@@ -20,7 +20,7 @@ MNIST (``mnist_factors``), with ink ``x`` (the pixel values), ink mask
 - ``width``, ``height``: the ink's standard deviation along columns / rows
   (``sqrt(mu_cc / m)``, ``sqrt(mu_rr / m)``, pixels).
 
-CelebA (``celeba_factors``), on 64x64 aligned crops, luminance
+CelebA (``celeba_factors``), on aligned crops of any size, luminance
 ``Y = 0.299 R + 0.587 G + 0.114 B``; the face region is the central box rows
 [0.35, 0.85) x columns [0.3, 0.7) of the image (cheeks, nose, mouth: skin in
 aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
