@@ -186,7 +186,7 @@ def test_per_rung_std_floors_bound_each_rungs_posterior_std():
   for std, floor in zip(stds, (0.001, 0.5, 0.25)):
     assert float(std.min()) > floor and float(std.max()) < 1 + floor
   with pytest.raises(ValueError, match=r"std_floor has 2 entries"):
-    models.rung_std_floors((0.1, 0.2), 3)
+    models.per_rung((0.1, 0.2), 3, "model.std_floor")
 
 
 def test_per_rung_std_ceilings_rescale_the_gate_between_floor_and_ceiling():

@@ -292,17 +292,16 @@ class GenerativeRung(_Layers):
     return h
 
 
-def rung_std_floors(std_floor, num_rungs: int) -> Tuple[float, ...]:
-  """Per rung, the floor of the posterior std: one number for every rung,
-  or a sequence with one per rung (bottom first)."""
-  if isinstance(std_floor, (int, float)):
-    return (float(std_floor),) * num_rungs
-  floors = tuple(float(f) for f in std_floor)
-  if len(floors) != num_rungs:
-    raise ValueError(f"model.std_floor has {len(floors)} entries but the "
-                     f"model has {num_rungs} rungs; give one number, or one "
-                     "per rung.")
-  return floors
+def per_rung(value, num_rungs: int, field: str) -> Tuple[float, ...]:
+  """Per rung, a number given once for every rung or as a sequence with one
+  per rung (bottom first); ``field`` names it in the error."""
+  if isinstance(value, (int, float)):
+    return (float(value),) * num_rungs
+  values = tuple(float(v) for v in value)
+  if len(values) != num_rungs:
+    raise ValueError(f"{field} has {len(values)} entries but the model has "
+                     f"{num_rungs} rungs; give one number, or one per rung.")
+  return values
 
 
 class VLAE(nn.Module):
@@ -364,8 +363,9 @@ class VLAE(nn.Module):
                       activation=self.activation, **common)
         for kind, widths, stride, dim, floor, ceiling in zip(
             self.rung_kinds, self.rung_widths, strides, self.latent_dims,
-            rung_std_floors(self.std_floor, self.num_rungs),
-            rung_std_floors(self.std_ceiling, self.num_rungs))]
+            per_rung(self.std_floor, self.num_rungs, "model.std_floor"),
+            per_rung(self.std_ceiling, self.num_rungs,
+                     "model.rung_std_ceilings"))]
     self.generative_rungs = [
         GenerativeRung(kind=kind, shapes=tuple(rung), strides=stride,
                        combine=self.combine, upsample=self.upsample,
