@@ -185,8 +185,9 @@ _CELEBA_AS_SCREENED = ["--config.image_size=64",
                        "--config.loss.rung_mmd_weights=(1,100,100,100)"]
 
 
-# Recipes on configs/celeba_small.py as it is now (32x32, std ceilings 0.5,
-# bottom-up from (0, 150, 300, 450)): what the rungs' order of entry does.
+# Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
+# fade 150 steps): what the rungs' order of entry and sizes do. Each gives
+# its own schedule, so it reproduces whatever the config's default becomes.
 CELEBA_SMALL_RECIPES = {
     # Rung 0 alone for 600 steps (not 150): time to settle on the global
     # light and colour balance before any rung above can take them.
@@ -195,6 +196,15 @@ CELEBA_SMALL_RECIPES = {
     # top rung, next in, takes what explains the most of the rest (pose,
     # expression) before the second rung can.
     "celeba_small_rung0_then_top_down": [
+        "--config.rung_start_steps=(0,900,750,600)"],
+    # On celeba_small with rung 0 alone for 600 steps: rung 1 with 4
+    # dimensions instead of 10, room for the colours of hair, face and
+    # light but not for the smile and the face's shape, which rung 1 held
+    # in every recipe before; bottom-up, or top-down above rung 0.
+    "celeba_small_rung1_dim4": ["--config.model.latent_dims=(10,4,10,10)",
+                                "--config.rung_start_steps=(0,600,750,900)"],
+    "celeba_small_rung1_dim4_top_down": [
+        "--config.model.latent_dims=(10,4,10,10)",
         "--config.rung_start_steps=(0,900,750,600)"],
 }
 
