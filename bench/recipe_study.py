@@ -217,11 +217,13 @@ def overrides(name):
   return RECIPES[name]
 
 
+def is_celeba(name):
+  return name in CELEBA_RECIPES or name in CELEBA_SMALL_RECIPES
+
+
 def train_command(name, workdir, args):
   base, data_dir = (("configs/celeba_small.py", args.celeba_dir)
-                    if name in CELEBA_RECIPES or name in CELEBA_SMALL_RECIPES
-                    else
-                    ("configs/mnist.py", args.data_dir))
+                    if is_celeba(name) else ("configs/mnist.py", args.data_dir))
   budget = ([f"--config.max_train_minutes={args.minutes}",
              "--config.num_train_steps=1000000"] if args.minutes else
             [f"--config.num_train_steps={args.steps}"])
