@@ -206,6 +206,32 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_rung1_dim4_top_down": [
         "--config.model.latent_dims=(10,4,10,10)",
         "--config.rung_start_steps=(0,900,750,600)"],
+    # Rung 0 with a second, stride-1 conv, as the reference's rung 0
+    # (conv s2, conv s1): z_0 then enters the decoder before a batch norm
+    # and activation, not right before the logits, so it can scale the
+    # colour channels (white balance) rather than only add an image to
+    # them. 32 channels as the first conv, or 16 (a third less cost).
+    "celeba_small_rung0_two_layers": [
+        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
+        "--config.model.rung_strides=((2,1),(),(),())",
+        "--config.rung_start_steps=(0,600,750,900)"],
+    "celeba_small_rung0_two_layers16": [
+        "--config.model.rung_widths=((32,16),(64,128),(256,),(512,))",
+        "--config.model.rung_strides=((2,1),(),(),())",
+        "--config.rung_start_steps=(0,600,750,900)"],
+    # With that path rung 0 takes the light and its colour, but also hair,
+    # face colour and identity: fewer dimensions leave it room for the
+    # light and its colour only.
+    "celeba_small_rung0_two_layers_dim4": [
+        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
+        "--config.model.rung_strides=((2,1),(),(),())",
+        "--config.model.latent_dims=(4,10,10,10)",
+        "--config.rung_start_steps=(0,600,750,900)"],
+    "celeba_small_rung0_two_layers_dim2": [
+        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
+        "--config.model.rung_strides=((2,1),(),(),())",
+        "--config.model.latent_dims=(2,10,10,10)",
+        "--config.rung_start_steps=(0,600,750,900)"],
 }
 
 
