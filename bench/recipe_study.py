@@ -185,6 +185,14 @@ _CELEBA_AS_SCREENED = ["--config.image_size=64",
                        "--config.loss.rung_mmd_weights=(1,100,100,100)"]
 
 
+def _rung0_two_layers(channels, *more):
+  """celeba_small with a stride-1 conv of ``channels`` after rung 0's
+  stride-2 one, rung 0 alone for 600 steps, then bottom-up."""
+  return [f"--config.model.rung_widths=((32,{channels}),(64,128),(256,),(512,))",
+          "--config.model.rung_strides=((2,1),(),(),())",
+          "--config.rung_start_steps=(0,600,750,900)", *more]
+
+
 # Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
 # fade 150 steps): what the rungs' order of entry and sizes do. Each gives
 # its own schedule, so it reproduces whatever the config's default becomes.
@@ -211,27 +219,15 @@ CELEBA_SMALL_RECIPES = {
     # and activation, not right before the logits, so it can scale the
     # colour channels (white balance) rather than only add an image to
     # them. 32 channels as the first conv, or 16 (a third less cost).
-    "celeba_small_rung0_two_layers": [
-        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
-        "--config.model.rung_strides=((2,1),(),(),())",
-        "--config.rung_start_steps=(0,600,750,900)"],
-    "celeba_small_rung0_two_layers16": [
-        "--config.model.rung_widths=((32,16),(64,128),(256,),(512,))",
-        "--config.model.rung_strides=((2,1),(),(),())",
-        "--config.rung_start_steps=(0,600,750,900)"],
+    "celeba_small_rung0_two_layers": _rung0_two_layers(32),
+    "celeba_small_rung0_two_layers16": _rung0_two_layers(16),
     # With that path rung 0 takes the light and its colour, but also hair,
     # face colour and identity: fewer dimensions leave it room for the
     # light and its colour only.
-    "celeba_small_rung0_two_layers_dim4": [
-        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
-        "--config.model.rung_strides=((2,1),(),(),())",
-        "--config.model.latent_dims=(4,10,10,10)",
-        "--config.rung_start_steps=(0,600,750,900)"],
-    "celeba_small_rung0_two_layers_dim2": [
-        "--config.model.rung_widths=((32,32),(64,128),(256,),(512,))",
-        "--config.model.rung_strides=((2,1),(),(),())",
-        "--config.model.latent_dims=(2,10,10,10)",
-        "--config.rung_start_steps=(0,600,750,900)"],
+    "celeba_small_rung0_two_layers_dim4": _rung0_two_layers(
+        32, "--config.model.latent_dims=(4,10,10,10)"),
+    "celeba_small_rung0_two_layers_dim2": _rung0_two_layers(
+        32, "--config.model.latent_dims=(2,10,10,10)"),
 }
 
 
