@@ -185,12 +185,12 @@ _CELEBA_AS_SCREENED = ["--config.image_size=64",
                        "--config.loss.rung_mmd_weights=(1,100,100,100)"]
 
 
-def _rung0_two_layers(channels, *more):
+def _rung0_two_layers(channels, *more, starts="(0,600,750,900)"):
   """celeba_small with a stride-1 conv of ``channels`` after rung 0's
-  stride-2 one, rung 0 alone for 600 steps, then bottom-up."""
+  stride-2 one; by default rung 0 alone for 600 steps, then bottom-up."""
   return [f"--config.model.rung_widths=((32,{channels}),(64,128),(256,),(512,))",
           "--config.model.rung_strides=((2,1),(),(),())",
-          "--config.rung_start_steps=(0,600,750,900)", *more]
+          f"--config.rung_start_steps={starts}", *more]
 
 
 # Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
@@ -228,6 +228,14 @@ CELEBA_SMALL_RECIPES = {
         32, "--config.model.latent_dims=(4,10,10,10)"),
     "celeba_small_rung0_two_layers_dim2": _rung0_two_layers(
         32, "--config.model.latent_dims=(2,10,10,10)"),
+    # Ten dimensions (room for the light's colour) but less time alone,
+    # so that rung 1 is there to take hair and face colour before rung 0
+    # grows into them: alone for 150 steps, or no rung alone at all (every
+    # rung from step 0, as in the paper's VLAE).
+    "celeba_small_rung0_two_layers_alone150": _rung0_two_layers(
+        32, starts="(0,150,300,450)"),
+    "celeba_small_rung0_two_layers_all_at_once": _rung0_two_layers(
+        32, starts="()"),
 }
 
 
