@@ -237,12 +237,26 @@ CELEBA_SMALL_RECIPES = {
         32, starts="(0,150,300,450)"),
     "celeba_small_rung0_two_layers_all_at_once": _rung0_two_layers(
         32, starts="()"),
+    # Alone for 150 steps, rung 0 kept the light and its colour but also
+    # hair luminance, and rung 1 took identity and the smile: alone for
+    # 300 steps (between 150 and 600); or alone for 150 with screen 4's
+    # 4-dim rung 1 entering last (top-down above rung 0), which moved
+    # identity to rung 2 and the smile towards the top in 60 minutes.
+    "celeba_small_rung0_two_layers_alone300": _rung0_two_layers(
+        32, starts="(0,300,450,600)"),
+    "celeba_small_rung0_two_layers_rung1_dim4_top_down": _rung0_two_layers(
+        32, "--config.model.latent_dims=(10,4,10,10)",
+        starts="(0,450,300,150)"),
 }
 
 
 def overrides(name):
   if name in CELEBA_RECIPES:
-    return _CELEBA_AS_SCREENED + CELEBA_RECIPES[name]
+    # A recipe's own value of a field replaces the as-screened one: a
+    # tuple field given twice would be parsed as the two concatenated.
+    own = {flag.split("=", 1)[0] for flag in CELEBA_RECIPES[name]}
+    return [flag for flag in _CELEBA_AS_SCREENED
+            if flag.split("=", 1)[0] not in own] + CELEBA_RECIPES[name]
   if name in CELEBA_SMALL_RECIPES:
     return CELEBA_SMALL_RECIPES[name]
   return RECIPES[name]

@@ -1,0 +1,78 @@
+"""Every recipe bench/recipe_study.py screens must parse and validate on its
+base config, as main.py parses it: a recipe whose flags went stale after a
+config change would otherwise fail only when a screen starts."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from vlae_jax import configuration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location(
+    "recipe_study", os.path.join(ROOT, "bench", "recipe_study.py"))
+recipe_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(recipe_study)
+
+NAMES = sorted({*recipe_study.RECIPES, *recipe_study.CELEBA_RECIPES,
+                *recipe_study.CELEBA_SMALL_RECIPES})
+
+
+def parsed_config(name, overrides=None):
+  """``name``'s base config with ``overrides`` (by default the recipe's)."""
+  if overrides is None:
+    overrides = recipe_study.overrides(name)
+  base = ("configs/celeba_small.py" if recipe_study.is_celeba(name)
+          else "configs/mnist.py")
+  argv = ["recipe_study", f"--config={os.path.join(ROOT, base)}",
+          *overrides]
+  values = flags.FlagValues()
+  # The overrides' flags are defined from the argv the config is read from.
+  config_flags.DEFINE_config_file("config", flag_values=values,
+                                  sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_overrides_parse_and_validate(name):
+  configuration.validate(parsed_config(name))
+
+
+def test_overrides_reach_the_config():
+  config = parsed_config("celeba_small_rung0_two_layers_rung1_dim4_top_down")
+  assert tuple(config.model.latent_dims) == (10, 4, 10, 10)
+  assert tuple(config.rung_start_steps) == (0, 450, 300, 150)
+  assert tuple(map(tuple, config.model.rung_strides)) == ((2, 1), (), (), ())
+  assert tuple(map(tuple, config.model.rung_widths))[0] == (32, 32)
+
+
+def test_a_recipes_own_value_replaces_the_as_screened_one():
+  # Given twice, a tuple field would parse as both values concatenated.
+  assert tuple(parsed_config("celeba_small").loss.rung_mmd_weights) == ()
+  assert tuple(parsed_config(
+      "celeba_bottom_up_rung0_mmd10").loss.rung_mmd_weights) == (10, 100,
+                                                                  100, 100)
+
+
+def screened_rows():
+  """(screen file, row) for each recipe screened on today's celeba_small."""
+  for number in range(3, 100):
+    path = os.path.join(ROOT, "docs", f"recipe_screen_celeba32_{number}.json")
+    if not os.path.exists(path):
+      break
+    with open(path) as f:
+      screen = json.load(f)
+    for row in screen["rows"] if isinstance(screen, dict) else screen:
+      yield os.path.basename(path), row
+
+
+@pytest.mark.parametrize("screen,row", list(screened_rows()),
+                         ids=lambda v: v if isinstance(v, str) else v["recipe"])
+def test_a_recorded_screen_reruns_with_the_same_config(screen, row):
+  recorded = parsed_config(row["recipe"], row["overrides"])
+  assert recorded.to_dict() == parsed_config(row["recipe"]).to_dict(), screen
