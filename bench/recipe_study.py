@@ -238,12 +238,13 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_rung0_two_layers_all_at_once": _rung0_two_layers(
         32, starts="()"),
     # Alone for 150 steps, rung 0 kept the light and its colour but also
-    # hair luminance, and rung 1 took identity and the smile: alone for
-    # 300 steps (between 150 and 600); or alone for 150 with screen 4's
-    # 4-dim rung 1 entering last (top-down above rung 0), which moved
-    # identity to rung 2 and the smile towards the top in 60 minutes.
-    "celeba_small_rung0_two_layers_alone300": _rung0_two_layers(
-        32, starts="(0,300,450,600)"),
+    # hair luminance (and, over 60 minutes, face colour), and rung 1 took
+    # identity and the smile: alone for 50 steps (between none, where rung
+    # 0 took nothing, and 150); or alone for 150 with screen 4's 4-dim
+    # rung 1 entering last (top-down above rung 0), which moved identity
+    # to rung 2 and the smile towards the top in 60 minutes.
+    "celeba_small_rung0_two_layers_alone50": _rung0_two_layers(
+        32, starts="(0,50,100,150)"),
     "celeba_small_rung0_two_layers_rung1_dim4_top_down": _rung0_two_layers(
         32, "--config.model.latent_dims=(10,4,10,10)",
         starts="(0,450,300,150)"),
