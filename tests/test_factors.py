@@ -73,6 +73,32 @@ def test_celeba_factors_of_coloured_and_lit_images():
   assert f["face_luminance"][0] == pytest.approx(0.5)
 
 
+def test_relative_hair_and_face_colour_ignore_the_light():
+  rng = np.random.default_rng(0)
+  faces = rng.uniform(0.1, 0.6, (4, 32, 32, 3)).astype(np.float32)
+  f = factors.celeba_factors(faces)
+  # A brighter, warmer light: one gain per channel on the whole image.
+  lit = factors.celeba_factors(faces * np.float32([1.5, 1.2, 0.7]))
+  np.testing.assert_allclose(lit["face_relative_redness"],
+                             f["face_relative_redness"], atol=1e-5)
+  assert np.all(lit["face_redness"] > f["face_redness"] + 0.03)
+  grey = factors.celeba_factors(faces * np.float32(1.5))  # brighter only
+  np.testing.assert_allclose(grey["hair_relative_luminance"],
+                             f["hair_relative_luminance"], atol=1e-5)
+  assert np.all(grey["hair_luminance"] > f["hair_luminance"] * 1.4)
+  # The hair itself darker (its box, rows [0, 0.15)): log(0.5) lower
+  # against an image whose mean Y barely moves.
+  dark = faces.copy()
+  dark[:, :5] *= 0.5
+  d = factors.celeba_factors(dark)["hair_relative_luminance"]
+  assert np.all(d < f["hair_relative_luminance"] - 0.5)
+  # Redder skin (the face box) against the same image.
+  red = faces.copy()
+  red[:, 11:27, 10:22, 0] *= 1.5
+  r = factors.celeba_factors(red)["face_relative_redness"]
+  assert np.all(r > f["face_relative_redness"] + 0.2)
+
+
 def test_r_squared_and_roc_auc_match_sklearn():
   from sklearn.metrics import r2_score, roc_auc_score
   rng = np.random.default_rng(0)

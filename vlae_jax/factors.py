@@ -32,7 +32,14 @@ aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
 - face colour: ``face_redness`` (R / (R + G + B) of the face region, mean) and
   ``face_luminance`` (mean Y of the face region);
 - hair colour: ``hair_luminance`` (mean Y of the hair region) and
-  ``hair_warmth`` (mean R - mean B of the hair region).
+  ``hair_warmth`` (mean R - mean B of the hair region);
+- the same, unmoved by the light (a gain on the whole image, or one per
+  channel, changes none of them): ``hair_relative_luminance`` (log mean Y
+  of the hair region minus log mean Y of the image) and
+  ``face_relative_redness`` (log mean R / mean G of the face region minus
+  the same of the image). hair_luminance moves with brightness and
+  face_redness with warmth, so a rung holding the light scores on them
+  too; these two tell the hair's and the face's own colour apart.
 
 Any other images (``image_factors``; a folder or TFDS data set), grayscale
 or RGB, luminance ``Y`` as above (the pixel value itself for one channel):
@@ -133,6 +140,7 @@ def celeba_factors(images) -> Dict[str, np.ndarray]:
   face_rgb = mean(face, (1, 2))
   hair_rgb = mean(hair, (1, 2))
   chroma = face[..., 0] / np.maximum(face.sum(axis=-1), 1e-6)
+  log = lambda a: np.log(np.maximum(a, 1e-3))  # black regions stay finite
   return {
       "brightness": luminance(mean_rgb),
       "light_direction": (mean(face_y[:, :, :half], (1, 2))
@@ -143,6 +151,10 @@ def celeba_factors(images) -> Dict[str, np.ndarray]:
       "face_luminance": luminance(face_rgb),
       "hair_luminance": luminance(hair_rgb),
       "hair_warmth": hair_rgb[:, 0] - hair_rgb[:, 2],
+      "hair_relative_luminance": (log(luminance(hair_rgb))
+                                  - log(luminance(mean_rgb))),
+      "face_relative_redness": (log(face_rgb[:, 0] / face_rgb[:, 1])
+                                - log(mean_rgb[:, 0] / mean_rgb[:, 1])),
   }
 
 
