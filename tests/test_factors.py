@@ -97,6 +97,9 @@ def test_relative_hair_and_face_colour_ignore_the_light():
   red[:, 11:27, 10:22, 0] *= 1.5
   r = factors.celeba_factors(red)["face_relative_redness"]
   assert np.all(r > f["face_relative_redness"] + 0.2)
+  black = factors.celeba_factors(np.zeros((1, 32, 32, 3), np.float32))
+  assert black["face_relative_redness"][0] == 0.0
+  assert black["hair_relative_luminance"][0] == 0.0
 
 
 def test_r_squared_and_roc_auc_match_sklearn():

@@ -33,11 +33,11 @@ aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
   ``face_luminance`` (mean Y of the face region);
 - hair colour: ``hair_luminance`` (mean Y of the hair region) and
   ``hair_warmth`` (mean R - mean B of the hair region);
-- the same, unmoved by the light (a gain on the whole image, or one per
-  channel, changes none of them): ``hair_relative_luminance`` (log mean Y
-  of the hair region minus log mean Y of the image) and
-  ``face_relative_redness`` (log mean R / mean G of the face region minus
-  the same of the image). hair_luminance moves with brightness and
+- the same, unmoved by the light: ``hair_relative_luminance`` (log mean Y
+  of the hair region minus log mean Y of the image; a gain on the whole
+  image leaves it as it is) and ``face_relative_redness`` (log mean R /
+  mean G of the face region minus the same of the image; so does a gain
+  per channel). hair_luminance moves with brightness and
   face_redness with warmth, so a rung holding the light scores on them
   too; these two tell the hair's and the face's own colour apart.
 
@@ -153,8 +153,8 @@ def celeba_factors(images) -> Dict[str, np.ndarray]:
       "hair_warmth": hair_rgb[:, 0] - hair_rgb[:, 2],
       "hair_relative_luminance": (log(luminance(hair_rgb))
                                   - log(luminance(mean_rgb))),
-      "face_relative_redness": (log(face_rgb[:, 0] / face_rgb[:, 1])
-                                - log(mean_rgb[:, 0] / mean_rgb[:, 1])),
+      "face_relative_redness": (log(face_rgb[:, 0]) - log(face_rgb[:, 1])
+                                - log(mean_rgb[:, 0]) + log(mean_rgb[:, 1])),
   }
 
 
