@@ -248,6 +248,17 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_rung0_two_layers_rung1_dim4_top_down": _rung0_two_layers(
         32, "--config.model.latent_dims=(10,4,10,10)",
         starts="(0,450,300,150)"),
+    # Screen 7's lead kept as it is below (rung 0 two-layer, alone for 150
+    # steps, bottom-up: the light and its colour in rung 0 over 60 minutes)
+    # but rung 1, which there held identity and the smile besides face
+    # colour, with 4 or 6 dimensions: room for the face's colour, not for
+    # its shape (a 4-dim rung 1 moved identity to rung 2 in screen 4).
+    "celeba_small_rung0_two_layers_alone150_rung1_dim4": _rung0_two_layers(
+        32, "--config.model.latent_dims=(10,4,10,10)",
+        starts="(0,150,300,450)"),
+    "celeba_small_rung0_two_layers_alone150_rung1_dim6": _rung0_two_layers(
+        32, "--config.model.latent_dims=(10,6,10,10)",
+        starts="(0,150,300,450)"),
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
-from vlae_jax import analysis, evaluate, inference, train
+from vlae_jax import analysis, evaluate, factors, inference, train
 
 
 @pytest.fixture
@@ -198,5 +198,12 @@ def test_attribute_editing_on_a_tiny_celeba(tmp_path):
   assert all(0 <= m["transfer"] <= 1 and 0 <= m["kept"] <= 1
              for m in methods.values())
   assert "Smiling" in metrics["decoder"]["resample"]["factors"]
+  # Each claim factor's response to each claim's cause, on these faces;
+  # the relative ones ignore the light's strength.
+  response = metrics["factor_specificity"]
+  assert set(response["warmth_ratio"]) == set(factors.CELEBA_CAUSES)
+  for name in ("warmth_ratio", "face_relative_redness"):
+    assert response[name]["lighting"] < 1e-3, name
+  assert "each claim factor's response" in open(paths[1]).read()
   with Image.open([p for p in paths if p.endswith("arithmetic.png")][0]) as im:
     assert im.size == (6 * 33 + 1, 2 * 33 + 1)  # a, b, c, c, result, pixels

@@ -1,9 +1,11 @@
 """Measured image factors and rung scores against closed forms and sklearn."""
 
+import os
+
 import numpy as np
 import pytest
 
-from vlae_jax import factors
+from vlae_jax import datasets, factors
 
 
 def bar(width, length, size=28):
@@ -63,6 +65,7 @@ def test_celeba_factors_of_coloured_and_lit_images():
   assert f["light_direction"][0] == pytest.approx(0.0)
   assert f["face_redness"][0] == pytest.approx(0.8 / 1.5)
   assert f["hair_warmth"][0] == pytest.approx(0.6)
+  assert f["warmth_ratio"][0] == pytest.approx(np.log(0.8 / 0.2))
   lit = np.full((1, 64, 64, 3), 0.2, np.float32)
   lit[:, :, :32] = 0.9  # light from the image's left
   assert factors.celeba_factors(lit)["light_direction"][0] == pytest.approx(0.7)
@@ -83,9 +86,13 @@ def test_relative_hair_and_face_colour_ignore_the_light():
                              f["face_relative_redness"], atol=1e-5)
   assert np.all(lit["face_redness"] > f["face_redness"] + 0.03)
   grey = factors.celeba_factors(faces * np.float32(1.5))  # brighter only
-  np.testing.assert_allclose(grey["hair_relative_luminance"],
-                             f["hair_relative_luminance"], atol=1e-5)
+  for name in ("hair_relative_luminance", "warmth_ratio"):
+    np.testing.assert_allclose(grey[name], f[name], atol=1e-5, err_msg=name)
   assert np.all(grey["hair_luminance"] > f["hair_luminance"] * 1.4)
+  assert np.all(grey["warmth"] - f["warmth"]
+                == pytest.approx(0.5 * f["warmth"], abs=1e-6))
+  assert np.all(lit["warmth_ratio"] - f["warmth_ratio"]
+                == pytest.approx(np.log(1.5 / 0.7), abs=1e-5))
   # The hair itself darker (its box, rows [0, 0.15)): log(0.5) lower
   # against an image whose mean Y barely moves.
   dark = faces.copy()
@@ -100,6 +107,36 @@ def test_relative_hair_and_face_colour_ignore_the_light():
   black = factors.celeba_factors(np.zeros((1, 32, 32, 3), np.float32))
   assert black["face_relative_redness"][0] == 0.0
   assert black["hair_relative_luminance"][0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def test_faces():
+  from conftest import CELEBA_DIR
+  if not os.path.isdir(CELEBA_DIR):
+    pytest.skip("../shared/data/celeba not present")
+  return datasets.read_celeba_folder(CELEBA_DIR, "test", 32, workers=1).images
+
+
+def test_each_celeba_claim_measures_its_own_cause_on_real_faces(test_faces):
+  assert len(test_faces) == 660
+  response = factors.specificity(test_faces)
+  claimed = {factor for _, factor, _, _ in factors.CELEBA_CLAIMS}
+  assert set(factors.CELEBA_CLAIM_CAUSES) == claimed - {"identity", "Smiling"}
+  for factor, own in factors.CELEBA_CLAIM_CAUSES.items():
+    others = [v for cause, v in response[factor].items() if cause != own]
+    assert response[factor][own] > 0.4, factor
+    assert response[factor][own] >= factors.SPECIFICITY_RATIO * max(others), (
+        factor, response[factor])
+  # The claims' first factors fail: each answers another claim's cause.
+  assert response["warmth"]["lighting"] > response["warmth"]["white balance"] / 4
+  assert (response["hair_luminance"]["lighting"]
+          > response["hair_luminance"]["hair colour"] / 4)
+  assert (response["face_redness"]["white balance"]
+          > response["face_redness"]["face colour"] / 4)
+  # Closed-form invariances, on real faces as on random ones.
+  for factor in ("warmth_ratio", "hair_relative_luminance",
+                 "face_relative_redness", "face_redness"):
+    assert response[factor]["lighting"] < 1e-4, factor
 
 
 def test_r_squared_and_roc_auc_match_sklearn():

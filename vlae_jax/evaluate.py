@@ -365,6 +365,16 @@ def format_factors(metrics: Dict) -> List[str]:
                 f" (best: rung {verdict['best_rung']}; "
                 f"{verdict['metric']} {verdict['scores']})")
       lines.append(f"       encoder side: {name[verdict['held']]}{detail}")
+  specificity = metrics.get("factor_specificity")
+  if specificity:
+    causes = list(next(iter(specificity.values())))
+    lines += ["", "each claim factor's response to an edit of each claim's "
+              "cause, on the real test faces (std units; its own cause >= "
+              f"{factors.SPECIFICITY_RATIO:g}x the others)",
+              "factor".ljust(24) + "".join(f"{c:>15}" for c in causes)]
+    for factor in factors.CELEBA_CLAIM_CAUSES:
+      lines.append(factor.ljust(24) + "".join(
+          _cell(specificity[factor][c], 15, 3) for c in causes))
   quality = metrics.get("sample_quality")
   if quality:
     kid = quality["kid_samples"]
@@ -523,6 +533,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
                           "table": control_table, "factor_plus_noise": noisy}}
   if upper_rungs is not None:
     metrics[f"{class_name}_knn_rungs_and_above"] = upper_rungs
+  if data_kind == "faces":
+    metrics["factor_specificity"] = factors.specificity(test_images)
   classify = embed = None
   if classifier_steps > 0 and (has_classes or has_attributes):
     classifier, params = sample_quality.train_classifier(
