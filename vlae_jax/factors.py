@@ -185,7 +185,7 @@ def _scale_region(images: np.ndarray, region, gains) -> np.ndarray:
 
 
 WHOLE_IMAGE = ((0.0, 1.0), (0.0, 1.0))
-HAIR_BAND = ((0.0, 0.2), (0.0, 1.0))  # the hair of aligned faces, and sky
+HAIR_BAND = ((0.0, 0.2), (0.0, 1.0))  # aligned faces' hair (and background)
 # The cause behind each CelebA claim as a closed-form edit of aligned faces
 # (``[n, H, W, 3]`` in [0, 1] -> same): a dimmer light, a warmer light,
 # darker hair, redder skin. Each moves its claim's factor by 0.5-1.6 of that
@@ -204,22 +204,22 @@ CELEBA_CLAIM_CAUSES = {"brightness": "lighting",
 SPECIFICITY_RATIO = 4.0
 
 
-def specificity(images, causes=None) -> Dict[str, Dict[str, float]]:
-  """How strongly each CelebA factor answers each cause: ``[factor][cause]``
-  = mean over ``images [n, H, W, 3]`` of ``|f(edit(x)) - f(x)|``, in units
-  of the factor's standard deviation over the images (>= 0; 0 when the
-  factor ignores the edit). ``causes`` defaults to ``CELEBA_CAUSES``.
+def specificity(images) -> Dict[str, Dict[str, float]]:
+  """How strongly each CelebA factor answers each of ``CELEBA_CAUSES``:
+  ``[factor][cause]`` = mean over ``images [n, H, W, 3]`` of
+  ``|f(edit(x)) - f(x)|``, in units of the factor's standard deviation over
+  the images (>= 0; 0 when the factor ignores the edit).
 
   A factor measures its claim's cause specifically when it answers that
   cause at least ``SPECIFICITY_RATIO`` times as strongly as every other.
   """
   x = _as_float(images)
-  causes = CELEBA_CAUSES if causes is None else causes
   before = celeba_factors(x)
-  after = {cause: celeba_factors(edit(x)) for cause, edit in causes.items()}
+  after = {cause: celeba_factors(edit(x))
+           for cause, edit in CELEBA_CAUSES.items()}
   return {name: {cause: float(np.mean(np.abs(after[cause][name] - values))
                               / max(np.std(values), 1e-12))
-                 for cause in causes}
+                 for cause in CELEBA_CAUSES}
           for name, values in before.items()}
 
 
