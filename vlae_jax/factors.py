@@ -39,9 +39,7 @@ aligned faces), the hair region rows [0, 0.15) x columns [0.3, 0.7):
   of the hair region minus log mean Y of the image; a gain on the whole
   image leaves it as it is) and ``face_relative_redness`` (log mean R /
   mean G of the face region minus the same of the image; so does a gain
-  per channel). hair_luminance moves with brightness and
-  face_redness with warmth, so a rung holding the light scores on them
-  too; these two tell the hair's and the face's own colour apart.
+  per channel).
 
 The CelebA claims (``CELEBA_CLAIMS``) separate the light from the colours
 of the things it falls on, as colour constancy does: lighting is measured by
@@ -125,10 +123,16 @@ def mnist_factors(images) -> Dict[str, np.ndarray]:
   }
 
 
+def _box_index(shape, rows, cols):
+  """The index of the box ``rows`` x ``cols`` (fractions of the height and
+  width) in every image of an array of ``shape [n, H, W, C]``."""
+  h, w = shape[1:3]
+  return (slice(None), slice(round(rows[0] * h), round(rows[1] * h)),
+          slice(round(cols[0] * w), round(cols[1] * w)))
+
+
 def _box(images, rows, cols):
-  h, w = images.shape[1:3]
-  return images[:, round(rows[0] * h):round(rows[1] * h),
-                round(cols[0] * w):round(cols[1] * w)]
+  return images[_box_index(images.shape, rows, cols)]
 
 
 FACE_BOX = ((0.35, 0.85), (0.3, 0.7))
@@ -176,11 +180,8 @@ def celeba_factors(images) -> Dict[str, np.ndarray]:
 def _scale_region(images: np.ndarray, region, gains) -> np.ndarray:
   """``images [n, H, W, 3]`` in [0, 1] with the box ``region`` (row and
   column fractions) scaled per channel by ``gains``, clipped to [0, 1]."""
-  (r0, r1), (c0, c1) = region
-  h, w = images.shape[1:3]
   out = images.copy()
-  out[:, round(r0 * h):round(r1 * h), round(c0 * w):round(c1 * w)] *= (
-      np.asarray(gains, images.dtype))
+  out[_box_index(out.shape, *region)] *= np.asarray(gains, images.dtype)
   return np.clip(out, 0.0, 1.0)
 
 
