@@ -261,6 +261,15 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_rung0_two_layers_alone150_rung1_dim6": _rung0_two_layers(
         32, "--config.model.latent_dims=(10,6,10,10)",
         starts="(0,150,300,450)"),
+    # Screen 7's lead again (10-dim rung 1), with rung 1 entering last:
+    # identity sat in rung 1 (0.33) a hair's breadth above rung 2 (0.26)
+    # over 60 minutes, and a smaller rung 1 (screen 9) lost the colours
+    # instead. After rung 0's 150 steps alone: rung 2 next, then the top,
+    # then rung 1; or top-down (3, 2, 1).
+    "celeba_small_rung0_two_layers_rung1_last": _rung0_two_layers(
+        32, starts="(0,450,150,300)"),
+    "celeba_small_rung0_two_layers_then_top_down": _rung0_two_layers(
+        32, starts="(0,450,300,150)"),
 }
 
 
