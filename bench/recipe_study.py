@@ -184,7 +184,24 @@ CELEBA_RECIPES = {
 # std ceilings: each runs on the config as it was then.
 _CELEBA_AS_SCREENED = ["--config.image_size=64",
                        "--config.model.rung_std_ceilings=()",
-                       "--config.loss.rung_mmd_weights=(1,100,100,100)"]
+                       "--config.loss.rung_mmd_weights=(1,100,100,100)",
+                       "--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
+                       "--config.model.rung_strides=()"]
+# The recipes below were screened (screens 3-10) before celeba_small.py took
+# screen 10's lead (a two-layer rung 0, rung 1 entering last): each runs on
+# the config as it was then, with its own flags on top.
+_CELEBA_SMALL_AS_SCREENED = [
+    "--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
+    "--config.model.rung_strides=()",
+    "--config.rung_start_steps=(0,600,750,900)"]
+
+
+def as_screened(base, flags):
+  """``base`` then ``flags``, less the base's flags that ``flags`` set: a
+  tuple field given twice would be parsed as the two concatenated."""
+  own = {flag.split("=", 1)[0] for flag in flags}
+  return [flag for flag in base if flag.split("=", 1)[0] not in own] + list(
+      flags)
 
 
 def _rung0_two_layers(channels, *more, starts="(0,600,750,900)"):
@@ -275,13 +292,9 @@ CELEBA_SMALL_RECIPES = {
 
 def overrides(name):
   if name in CELEBA_RECIPES:
-    # A recipe's own value of a field replaces the as-screened one: a
-    # tuple field given twice would be parsed as the two concatenated.
-    own = {flag.split("=", 1)[0] for flag in CELEBA_RECIPES[name]}
-    return [flag for flag in _CELEBA_AS_SCREENED
-            if flag.split("=", 1)[0] not in own] + CELEBA_RECIPES[name]
+    return as_screened(_CELEBA_AS_SCREENED, CELEBA_RECIPES[name])
   if name in CELEBA_SMALL_RECIPES:
-    return CELEBA_SMALL_RECIPES[name]
+    return as_screened(_CELEBA_SMALL_AS_SCREENED, CELEBA_SMALL_RECIPES[name])
   return RECIPES[name]
 
 
