@@ -190,7 +190,7 @@ _CELEBA_AS_SCREENED = ["--config.image_size=64",
 # The recipes below were screened (screens 3-10) before celeba_small.py took
 # screen 10's lead (a two-layer rung 0, rung 1 entering last): each runs on
 # the config as it was then, with its own flags on top.
-_CELEBA_SMALL_AS_SCREENED = [
+CELEBA_SMALL_AS_SCREENED = [
     "--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
     "--config.model.rung_strides=()",
     "--config.rung_start_steps=(0,600,750,900)"]
@@ -294,7 +294,7 @@ def overrides(name):
   if name in CELEBA_RECIPES:
     return as_screened(_CELEBA_AS_SCREENED, CELEBA_RECIPES[name])
   if name in CELEBA_SMALL_RECIPES:
-    return as_screened(_CELEBA_SMALL_AS_SCREENED, CELEBA_SMALL_RECIPES[name])
+    return as_screened(CELEBA_SMALL_AS_SCREENED, CELEBA_SMALL_RECIPES[name])
   return RECIPES[name]
 
 

@@ -78,7 +78,7 @@ def test_a_recorded_screen_reruns_with_the_same_config(screen, row):
   # Screens 3-10 ran on celeba_small as it was before it took screen 10's
   # lead; their recorded flags hold the recipe's own flags only.
   recorded = parsed_config(row["recipe"], recipe_study.as_screened(
-      recipe_study._CELEBA_SMALL_AS_SCREENED, row["overrides"]))
+      recipe_study.CELEBA_SMALL_AS_SCREENED, row["overrides"]))
   assert recorded.to_dict() == parsed_config(row["recipe"]).to_dict(), screen
 
 
