@@ -41,7 +41,7 @@ def get_config():
   config.rung_start_steps = (0, 450, 150, 300)
   config.rung_fade_steps = 150
   # The steps the claims were measured at (docs/celeba60e_metrics.json):
-  # 35-60 minutes on a 2-core CPU. Identity's margin in rung 2 narrows with
+  # 36 minutes alone on a 2-core CPU. Identity's margin in rung 2 narrows with
   # steps (+0.07, +0.05, +0.03 at 2,000 / 4,000 / 8,086): no longer run was
   # measured to keep it.
   config.num_train_steps = 8086
