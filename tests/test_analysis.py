@@ -95,6 +95,34 @@ def test_interpolation_moves_only_the_chosen_rungs():
   np.testing.assert_array_equal(codes[2], np.full((5, 2), 2.0))
 
 
+def test_interpolate_decodes_a_to_b_row_by_row(digits_workdir, monkeypatch):
+  from vlae_jax import datasets, experiment
+  seen = []
+  real_decode = inference.decode_images
+
+  def spy(model, variables, codes):
+    seen.append([np.array(c) for c in codes])
+    return real_decode(model, variables, codes)
+
+  monkeypatch.setattr(analysis, "decode_images", spy)
+  paths = analysis.interpolate(digits_workdir, 3, 7, steps=4, rungs=[0, 2])
+  assert paths[0].endswith("interpolate_3_7.png")
+  with Image.open(paths[0]) as im:  # rows: rungs 0 and 2, rung 0, rung 2
+    assert im.size == (4 * 33 + 1, 3 * 33 + 1)
+  config, model, state = experiment.load_experiment(digits_workdir)
+  test = datasets.load_split(config, "test")
+  means = inference.encode_means(model, inference.variables_of(state),
+                                 test.batch(np.array([3, 7]))["image"])
+  assert len(seen) == 3
+  for row, moving in zip(seen, ([0, 2], [0], [2])):
+    for l, codes in enumerate(row):
+      assert codes.shape == (4, means[l].shape[1])
+      np.testing.assert_allclose(codes[0], means[l][0], atol=1e-6)
+      # The last column reaches b in the moving rungs only.
+      np.testing.assert_allclose(codes[-1], means[l][1 if l in moving else 0],
+                                 atol=1e-6)
+
+
 def test_sweep_covers_the_radius_grid():
   base = [np.zeros((1, 2)), np.ones((1, 10))]
   codes, rows = analysis.sweep_codes(base, 0, radius=3.0, steps=4)
@@ -169,7 +197,11 @@ def test_bad_analysis_requests_are_refused(digits_workdir):
 
 
 def test_attribute_editing_on_a_tiny_celeba(tmp_path):
-  write_celeba_folder(tmp_path / "celeba")
+  write_celeba_folder(tmp_path / "celeba", count=16)
+  # Train: persons 1 and 2, six faces each; test: persons 3 and 4, two each.
+  people = [1] * 6 + [2] * 6 + [3, 3, 4, 4]
+  (tmp_path / "celeba" / "identity_CelebA.txt").write_text("".join(
+      f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(people)))
   config = tiny_config(tmp_path, dataset="celeba",
                        data_dir=str(tmp_path / "celeba"), image_size=16,
                        batch_size=4, num_train_steps=2, checkpoint_every=2,
@@ -198,6 +230,19 @@ def test_attribute_editing_on_a_tiny_celeba(tmp_path):
   assert all(0 <= m["transfer"] <= 1 and 0 <= m["kept"] <= 1
              for m in methods.values())
   assert "Smiling" in metrics["decoder"]["resample"]["factors"]
+  # The identity path: a verifier of the train people, the test pairs on
+  # both sides, and the claim judged.
+  verifier = metrics["identity_verifier"]
+  assert (verifier["train_identities"], verifier["train_faces"],
+          verifier["same_pairs"]) == (2, 12, 2)
+  assert 0 <= verifier["test_auc_real_faces"] <= 1
+  assert metrics["factors"]["identity"]["same_pairs"] == [2, 2, 2]
+  assert "identity" in metrics["decoder"]["resample"]["factors"]
+  assert any(c["factor"] == "identity" and c["held"] is not None
+             for c in metrics["claims"])
+  assert any(c["factor"] == "identity" for c in metrics["decoder_claims"])
+  assert "identity verifier (trained on 12 train faces of 2 people)" in open(
+      paths[1]).read()
   # Each claim factor's response to each claim's cause, on these faces;
   # the relative ones ignore the light's strength.
   response = metrics["factor_specificity"]

@@ -212,3 +212,44 @@ def test_tfds_can_load_what_it_needs_to_prepare_a_data_set():
   declare); requirements.txt now installs it."""
   from tensorflow_datasets.core import dataset_builder
   assert callable(dataset_builder.importlib_resources.files)
+
+
+def test_celeba_identities_follow_the_split_and_refuse_a_mismatch(tmp_path):
+  from test_analysis import write_celeba_folder
+  write_celeba_folder(tmp_path, count=12, size=(8, 8))
+  data_dir = str(tmp_path)
+  names = [f"{i:06d}.jpg" for i in range(1, 13)]  # 1-8 train, 9-12 test
+  assert datasets.celeba_identities(data_dir, "test", 4) is None  # no file
+  person = {n: 100 + (3 * i) % 5 for i, n in enumerate(names)}
+  lines = [f"{n} {person[n]}" for n in reversed(names)]  # any row order
+  (tmp_path / "identity_CelebA.txt").write_text("\n".join(lines) + "\n")
+  np.testing.assert_array_equal(datasets.celeba_identities(data_dir, "test", 4),
+                                [person[n] for n in names[8:]])
+  np.testing.assert_array_equal(
+      datasets.celeba_identities(data_dir, "train", 8),
+      [person[n] for n in names[:8]])
+  # A decoded split of another length (a skipped image) or a face without
+  # a row: no identities, never identities paired with the wrong faces.
+  assert datasets.celeba_identities(data_dir, "test", 3) is None
+  (tmp_path / "identity_CelebA.txt").write_text("\n".join(lines[1:]) + "\n")
+  assert datasets.celeba_identities(data_dir, "test", 4) is None
+  assert datasets.celeba_identities("", "test", 4) is None
+
+
+@needs_celeba
+def test_real_celeba_identities_and_disjoint_splits():
+  test = datasets.celeba_identities(CELEBA_DIR, "test", 660)
+  train = datasets.celeba_identities(CELEBA_DIR, "train", 14283)
+  assert test.shape == (660,) and train.shape == (14283,)
+  # Rows as identity_CelebA.txt gives them, in the split's file order.
+  names = datasets.celeba_index(CELEBA_DIR, "test")[0]
+  with open(os.path.join(CELEBA_DIR, "identity_CelebA.txt")) as f:
+    row = dict(line.split() for line in f if line.strip())
+  assert [int(row[n]) for n in names] == list(test)
+  assert int(row["000001.jpg"]) == 2880  # the file's first line
+  # CelebA's splits share no person: the verifier's test faces are people
+  # it never saw.
+  assert not set(test) & set(train)
+  # Enough same-person pairs for the identity claim.
+  _, counts = np.unique(test, return_counts=True)
+  assert (counts * (counts - 1) // 2).sum() > 1000
