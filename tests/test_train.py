@@ -256,3 +256,57 @@ def test_rung_mmd_weights_are_checked(weights, ok):
                      match=r"rung_mmd_weights=.* must give one number >= 0 "
                      r"per rung \(3 rungs\)"):
     configuration.validate(config)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model.head_branches", 1, r"model.head_branches must be True or False, "
+     r"got 1"),
+    ("model.rung_strides", ((2,), ()), r"rung_strides has 2 entries but "
+     r"model.latent_dims has 3 rungs; give one entry per rung \(or none\)"),
+    ("deterministic", "yes", r"--config.deterministic must be True or False, "
+     r"got 'yes'"),
+    ("loss.mmd_weight", -1.0, r"loss.mmd_weight must be >= 0, got -1.0"),
+    ("loss.mmd_weight", float("inf"), r"loss.mmd_weight must be >= 0"),
+    ("max_train_minutes", -5, r"max_train_minutes must be >= 0 \(0: no "
+     r"limit\), got -5"),
+    ("model.latent_dims", (), r"latent_dims needs at least one rung"),
+    ("model.rung_widths", ((8,), (), (32,)), r"model.rung_widths\[1\] is "
+     r"empty; give each rung at least one layer width"),
+    ("model.rung_widths", ((8,), (0,), (32,)), r"model.rung_widths\[1\] must "
+     r"be a positive integer, got 0"),
+    ("model.rung_kinds", ("conv", "conv"), r"model.rung_kinds has 2 entries "
+     r"but model.latent_dims has 3 rungs"),
+    ("model.rung_std_floors", (0.1, 0.0, 0.1), r"rung_std_floors=.* must give "
+     r"one number > 0 per rung \(3 rungs\)"),
+    ("rung_start_steps", (0, 10), r"rung_start_steps has 2 entries but the "
+     r"model has 3 rungs"),
+    ("rung_start_steps", (0, -1, 5), r"rung_start_steps=\(0, -1, 5\) must be "
+     r"integers >= 0"),
+    ("rung_start_steps", (5, 10, 20), r"keeps every rung out of the decoder "
+     r"at step 0; start at least one rung \(the top\) at 0"),
+    ("rung_fade_steps", -3, r"rung_fade_steps must be an integer >= 0, got -3"),
+    ("decode_workers", 1.5, r"decode_workers must be an integer >= 0 \(0 "
+     r"means every core\), got 1.5"),
+    ("loss.num_prior_samples", -2, r"num_prior_samples must be an integer >= "
+     r"0 \(0 means the batch size\), got -2"),
+    ("learning_rate", 0.0, r"--config.learning_rate must be a positive finite "
+     r"number, got 0.0"),
+    ("batch_size", 2.5, r"--config.batch_size must be a positive integer, got "
+     r"2.5"),
+    ("loss.kernel", "rbf", r"unknown loss.kernel 'rbf'; set "
+     r"--config.loss.kernel to one of"),
+])
+def test_each_bad_config_value_is_one_line_naming_it(field, value, message):
+  import ml_collections
+  from vlae_jax import configuration
+  # Without type safety, as a hand-edited config file could give any type.
+  config = ml_collections.ConfigDict(tiny_config().to_dict(), type_safe=False)
+  configuration.validate(config)
+  *parents, name = field.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[name] = value
+  with pytest.raises(configuration.ConfigError, match=message) as error:
+    configuration.validate(config)
+  assert "\n" not in str(error.value)
