@@ -7,12 +7,14 @@ the workdir's files hashed before and after.
 """
 
 import errno
+import gzip
 import hashlib
 import os
 import re
 import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 
@@ -557,4 +559,57 @@ def test_a_batch_larger_than_the_train_split_is_refused_first(tmp_path):
                      match=r"--config.batch_size=100000 is larger than the "
                      r"train split \(1500 images\); use at most 1500"):
     train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+@needs_mnist
+def test_damaged_mnist_idx_files_are_one_line_errors(tmp_path):
+  """Real t10k files cut, flipped and swapped: each a DataError naming the
+  file and the fix, and main.py exits 2 with that one line."""
+  with gzip.open(os.path.join(MNIST_DIR, "t10k-labels-idx1-ubyte.gz")) as f:
+    labels = f.read()
+  with open(os.path.join(MNIST_DIR, "t10k-labels-idx1-ubyte.gz"), "rb") as f:
+    packed = f.read()
+  flip = lambda data, at: data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+  cases = {
+      "gzip cut short": (packed[:len(packed) // 2], None, "cannot read IDX "
+                         "file .*t10k-labels-idx1-ubyte.gz.*re-download it"),
+      # Depending on where, zlib finds the flip (a bad distance) or only
+      # the CRC does.
+      "deflate byte flipped": (flip(packed, 100), None,
+                               "cannot read IDX file .*t10k-labels.*invalid "
+                               "distance.*re-download it"),
+      "crc caught flip": (flip(packed, len(packed) // 2), None,
+                          "cannot read IDX file .*t10k-labels.*CRC check "
+                          "failed.*re-download it"),
+      "payload cut": (None, labels[:-100], r"t10k-labels-idx1-ubyte.gz is "
+                      r"truncated: header says \(10000,\), found 9900 values"),
+      "header cut": (None, labels[:6], r"t10k-labels-idx1-ubyte.gz is "
+                     r"truncated"),
+      "bad magic": (None, b"\x01" + labels[1:], "is not an IDX file "
+                    r"\(bad magic number\)"),
+      "float data": (None, labels[:2] + b"\x0d" + labels[3:],
+                     "expected unsigned-byte IDX data, got type 0x0d"),
+      "too few labels": (None, labels[:4] + struct.pack(">I", 9000) +
+                         labels[8:8 + 9000], "MNIST test: 10000 images but "
+                         "9000 labels; re-download the files"),
+  }
+  for problem, (raw, content, message) in cases.items():
+    folder = tmp_path / problem.replace(" ", "_")
+    folder.mkdir()
+    for name in os.listdir(MNIST_DIR):
+      if name.startswith("t10k") or name.startswith("train"):
+        os.symlink(os.path.join(MNIST_DIR, name), folder / name)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    if raw is None:
+      raw = gzip.compress(content)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(raw)
+    with pytest.raises(datasets.DataError, match=message):
+      datasets.read_mnist_idx(str(folder), "test")
+  # Through main.py: exit 2, the one line, nothing written.
+  result = run_main(f"--workdir={tmp_path / 'w'}", "--config=configs/mnist.py",
+                    f"--config.data_dir={tmp_path / 'header_cut'}",
+                    f"--config.cache_dir={tmp_path / 'cache'}",
+                    "--config.num_train_steps=2")
+  assert_one_line_error(result, 2, "is truncated", "re-download it")
   assert not (tmp_path / "w").exists()

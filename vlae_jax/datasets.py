@@ -33,6 +33,7 @@ import json
 import os
 import struct
 import time
+import zlib
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -141,7 +142,7 @@ def _read_idx(path: str) -> np.ndarray:
   try:
     with opener(path, "rb") as f:
       data = f.read()
-  except (OSError, EOFError) as e:
+  except (OSError, EOFError, zlib.error) as e:  # zlib: a corrupt deflate stream
     raise DataError(f"cannot read IDX file {path}: {e}; re-download it.") from e
   if len(data) < 4 or data[:2] != b"\x00\x00":
     raise DataError(f"{path} is not an IDX file (bad magic number).")
@@ -149,6 +150,9 @@ def _read_idx(path: str) -> np.ndarray:
   if dtype_code != 0x08:
     raise DataError(f"{path}: expected unsigned-byte IDX data, got type "
                     f"0x{dtype_code:02x}.")
+  if len(data) < 4 + 4 * ndim:
+    raise DataError(f"{path} is truncated inside its header ({len(data)} "
+                    f"bytes); re-download it.")
   dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
   payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
   if payload.size != int(np.prod(dims)):
