@@ -161,6 +161,27 @@ def test_a_checkpoint_without_its_manifest_is_never_trusted(
   assert os.path.exists(copy / "checkpoints" / "manifests" / "10.json")
 
 
+@pytest.mark.parametrize("damage", ["cut", "not a manifest"])
+def test_a_damaged_manifest_skips_its_checkpoint(trained_run, tmp_path,
+                                                 capsys, damage):
+  """The newest step's checksum manifest cut in half, or valid JSON of
+  another shape: that step cannot be verified, the older one is used."""
+  workdir, _, _, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  manifest = copy / "checkpoints" / "manifests" / "10.json"
+  text = manifest.read_text()
+  manifest.write_text(text[:len(text) // 2] if damage == "cut" else "[1, 2]")
+  capsys.readouterr()
+  _, _, state = experiment.load_experiment(str(copy))
+  out = capsys.readouterr().out
+  assert int(state.step) == 5
+  assert (f"skipping damaged checkpoint {copy / 'checkpoints' / '10'} "
+          "(unreadable manifest: ") in out and out.count("warning:") == 1
+  if damage == "not a manifest":
+    assert "10.json is not a checkpoint manifest" in out
+
+
 def test_the_only_checkpoint_damaged_says_the_run_starts_over(
     trained_run, tmp_path, capsys):
   workdir, config, _, _ = trained_run
@@ -412,6 +433,27 @@ def test_decode_cache_follows_the_source_files(tmp_path):
     os.remove(folder / "img_align_celeba" / name)
   with pytest.raises(datasets.DataError, match="holds no .jpg files"):
     datasets.load_split(config, "train")
+
+
+@needs_mnist
+def test_an_unwritable_decode_cache_warns_and_the_data_still_loads(
+    tmp_path, capsys):
+  """--config.cache_dir under a regular file (ENOTDIR, as a mistyped path
+  gives): the split is decoded and returned, once a warning says so."""
+  blocker = tmp_path / "not_a_folder"
+  blocker.write_text("a file")
+  config = tiny_config(tmp_path, dataset="mnist", data_dir=MNIST_DIR)
+  config.cache_dir = str(blocker / "cache")
+  capsys.readouterr()
+  split = datasets.load_split(config, "test")
+  out = capsys.readouterr().out
+  assert ("warning: cannot write the decode cache under "
+          f"{blocker / 'cache'}") in out and "Not a directory" in out
+  assert "set --config.cache_dir to a writable folder" in out
+  assert out.count("\n") == 1
+  np.testing.assert_array_equal(
+      split.images, datasets.read_mnist_idx(MNIST_DIR, "test").images)
+  assert blocker.read_text() == "a file"
 
 
 @needs_mnist

@@ -174,6 +174,12 @@ def test_labels_csv_classes_and_attributes(tmp_path):
     ("no row", r"image b.png \(and 0 more\) has no row in .*labels.csv"),
     ("bad value", r"labels.csv:3: Hat is 'maybe'"),
     ("bad header", r"labels.csv:1 must be a header 'file,label'"),
+    ("duplicate row", r"labels.csv:3 names 'a.png' a second time \(first on "
+                      r"line 2\); keep one row"),
+    ("not utf-8", r"cannot read labels file .*labels.csv: .*utf-8.*; save it "
+                  r"as a UTF-8 CSV"),
+    ("no labels file", r"labels file .*nowhere.csv does not exist; point "
+                       r"--config.labels_file at a CSV"),
     ("empty test", r"the test split of .* is empty .*raise "
                    r"--config.test_fraction"),
 ])
@@ -195,15 +201,21 @@ def test_bad_folders_are_one_line_exit_2_before_anything_is_written(
          "malformed row": "file,label\na.png,x,extra\nb.png,y\n",
          "no row": "file,label\na.png,x\n",
          "bad value": "file,Hat\na.png,1\nb.png,maybe\n",
-         "bad header": "name,label\na.png,x\nb.png,y\n"}.get(problem)
+         "bad header": "name,label\na.png,x\nb.png,y\n",
+         "duplicate row": "file,label\na.png,x\na.png,y\nb.png,y\n"}.get(
+             problem)
   if csv:
     (data / "labels.csv").write_text(csv)
+  if problem == "not utf-8":  # Latin-1 class names
+    (data / "labels.csv").write_bytes(b"file,label\na.png,caf\xe9\nb.png,x\n")
+  labels_file = ([f"--config.labels_file={tmp_path / 'nowhere.csv'}"]
+                 if problem == "no labels file" else [])
   fraction = "1e-9" if problem == "empty test" else "0.5"
   workdir, cache = tmp_path / "w", tmp_path / "cache"
   result = run_main(f"--workdir={workdir}", *TINY_FOLDER,
                     f"--config.data_dir={data}",
                     f"--config.test_fraction={fraction}",
-                    f"--config.cache_dir={cache}")
+                    f"--config.cache_dir={cache}", *labels_file)
   assert result.returncode == 2, (problem, result.stdout[-1000:],
                                   result.stderr[-1000:])
   error = result.stderr.strip().splitlines()[-1]
