@@ -192,6 +192,18 @@ def test_bad_analysis_requests_are_refused(digits_workdir):
     assert im.size == (3 * 33 + 1, 1 * 33 + 1)  # one row: dimension 1
   with pytest.raises(analysis.AnalysisError, match=r"outside the test split"):
     analysis.interpolate(digits_workdir, 0, 297)
+  with pytest.raises(analysis.AnalysisError,
+                     match=r"need radius > 0 and steps >= 2, got radius=0.0, "
+                     r"steps=9"):
+    analysis.traverse(digits_workdir, radius=0.0)
+  with pytest.raises(analysis.AnalysisError, match=r"need steps >= 2, got 1"):
+    analysis.interpolate(digits_workdir, 0, 1, steps=1)
+  with pytest.raises(analysis.AnalysisError,
+                     match=r"need rows, cols >= 1, got 0x8"):
+    analysis.sample(digits_workdir, rows=0)
+  with pytest.raises(analysis.AnalysisError,
+                     match=r"give image indices in triples a,b,c; got \[0, 1\]"):
+    analysis.arithmetic(digits_workdir, [(0, 1)])
   with pytest.raises(analysis.AnalysisError, match="has no attributes"):
     analysis.edit_attribute(digits_workdir, "Smiling", [0])
 

@@ -9,6 +9,7 @@ the workdir's files hashed before and after.
 import errno
 import gzip
 import hashlib
+import json
 import os
 import re
 import resource
@@ -26,6 +27,7 @@ from conftest import (MNIST_DIR, ROOT, needs_mnist, run_main,
                       run_main_process, tiny_config)
 from test_main import TINY
 from vlae_jax import checkpoints, datasets, experiment, train
+from vlae_jax import workdir as workdirs
 
 
 def tree_hashes(folder):
@@ -180,6 +182,41 @@ def test_a_damaged_manifest_skips_its_checkpoint(trained_run, tmp_path,
           "(unreadable manifest: ") in out and out.count("warning:") == 1
   if damage == "not a manifest":
     assert "10.json is not a checkpoint manifest" in out
+
+
+def test_workdirs_without_a_usable_checkpoint_and_a_schedule_note(
+    trained_run, tmp_path, capsys):
+  workdir, _, _, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  # A run still inside its progressive schedule: figures decode every rung
+  # at full scale, and say so.
+  saved = json.loads((copy / "config.json").read_text())
+  saved["rung_start_steps"] = [0, 5, 20]
+  (copy / "config.json").write_text(json.dumps(saved))
+  capsys.readouterr()
+  _, _, state = experiment.load_experiment(str(copy))
+  assert int(state.step) == 10
+  assert ("note: step 10 is inside the progressive schedule (every rung "
+          "fully in from step 20)") in capsys.readouterr().out
+  # Checkpoints that all fail verification, then none at all.
+  for step in ("5", "10"):
+    os.remove(copy / "checkpoints" / "manifests" / f"{step}.json")
+  with pytest.raises(workdirs.WorkdirError,
+                     match=r"has no readable checkpoint; train first with "
+                     r"`python main.py --workdir="):
+    experiment.load_experiment(str(copy))
+  shutil.rmtree(copy / "checkpoints")
+  with pytest.raises(workdirs.WorkdirError,
+                     match=r"has no checkpoint; train first"):
+    experiment.load_experiment(str(copy))
+  # A config.json that parses but is no config.
+  (copy / "config.json").write_text("[1, 2]")
+  with pytest.raises(workdirs.WorkdirError,
+                     match=r"config.json is not a config \(a JSON object\); "
+                     r"rerun training with the run's --config and "
+                     r"--allow_config_change"):
+    experiment.load_experiment(str(copy))
 
 
 def test_the_only_checkpoint_damaged_says_the_run_starts_over(
