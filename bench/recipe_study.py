@@ -180,20 +180,22 @@ CELEBA_RECIPES = {
 }
 
 
+# Every screen before celeba_small.py took screen 10's lead ran rung 0 as
+# one conv.
+_ONE_CONV_RUNG0 = ["--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
+                   "--config.model.rung_strides=()"]
 # The recipes above were screened before celeba_small.py moved to 32x32 with
 # std ceilings: each runs on the config as it was then.
 _CELEBA_AS_SCREENED = ["--config.image_size=64",
                        "--config.model.rung_std_ceilings=()",
                        "--config.loss.rung_mmd_weights=(1,100,100,100)",
-                       "--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
-                       "--config.model.rung_strides=()"]
+                       "--config.rung_start_steps=(0,150,300,450)",
+                       *_ONE_CONV_RUNG0]
 # The recipes below were screened (screens 3-10) before celeba_small.py took
 # screen 10's lead (a two-layer rung 0, rung 1 entering last): each runs on
 # the config as it was then, with its own flags on top.
-CELEBA_SMALL_AS_SCREENED = [
-    "--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
-    "--config.model.rung_strides=()",
-    "--config.rung_start_steps=(0,600,750,900)"]
+CELEBA_SMALL_AS_SCREENED = [*_ONE_CONV_RUNG0,
+                            "--config.rung_start_steps=(0,600,750,900)"]
 
 
 def as_screened(base, flags):

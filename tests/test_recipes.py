@@ -86,7 +86,15 @@ def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
   assert tuple(before.rung_start_steps) == (0, 600, 750, 900)
-  assert tuple(parsed_config("celeba32").model.rung_widths[0]) == (32,)
+  # Screens 1-2 ran on the 64x64 celeba_small of 2026-12-03 05:46
+  # (git show 22c67dd:configs/celeba_small.py), their own flags on top.
+  celeba32 = parsed_config("celeba32")
+  assert tuple(celeba32.model.rung_widths[0]) == (32,)
+  assert tuple(celeba32.rung_start_steps) == (0, 150, 300, 450)
+  assert tuple(celeba32.loss.rung_mmd_weights) == (1, 100, 100, 100)
+  assert celeba32.image_size == 32 and not celeba32.model.rung_std_ceilings
+  top_down = parsed_config("celeba_top_down")  # its own order wins
+  assert tuple(top_down.rung_start_steps) == (450, 300, 150, 0)
 
 
 def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
