@@ -660,14 +660,26 @@ def unreachable_download_hosts(urls, timeout: float = 5.0) -> List[str]:
   return failed
 
 
-def prepare_tfds(config, name: str):
-  """The TFDS builder of ``name``, downloaded and prepared if needed.
+def import_tfds(name: str):
+  """``tensorflow_datasets``, or a one-line ``DataError`` saying how to read
+  ``name`` without it where TensorFlow or TFDS is not installed (training
+  from local files needs neither)."""
+  try:
+    return runtime.import_tfds()
+  except ImportError as e:
+    local = (f"point --config.data_dir at {LOCAL_LAYOUT[name]}"
+             if name in LOCAL_LAYOUT else
+             "save the images in a folder and use --config.dataset=folder")
+    raise DataError(
+        f"reading TFDS {name} needs TensorFlow and TensorFlow Datasets "
+        f"({e}); pip install tensorflow-cpu tensorflow-datasets, or "
+        f"{local}.") from None
 
-  Offline, the download would retry for minutes; the hosts of its URLs are
-  probed first and an unreachable one is a one-line ``DataError`` naming
-  ``--config.data_dir`` (local files) and ``--config.tfds_data_dir``.
-  """
-  tfds = runtime.import_tfds()
+
+def tfds_builder(config, name: str):
+  """The TFDS builder of ``name``, nothing downloaded: its ``info`` (the
+  features) is there before any download."""
+  tfds = import_tfds(name)
   data_dir = config.get("tfds_data_dir") or None
   try:
     builder = tfds.builder(name, data_dir=data_dir)
@@ -677,6 +689,17 @@ def prepare_tfds(config, name: str):
     text = (str(e).strip().splitlines() or [""])[0][:200]
     raise DataError(f"TFDS has no data set {name!r} ({type(e).__name__}: "
                     f"{text}); see tfds.list_builders() for the names.") from e
+  return builder
+
+
+def prepare_tfds(config, name: str, builder=None):
+  """The TFDS builder of ``name``, downloaded and prepared if needed.
+
+  Offline, the download would retry for minutes; the hosts of its URLs are
+  probed first and an unreachable one is a one-line ``DataError`` naming
+  ``--config.data_dir`` (local files) and ``--config.tfds_data_dir``.
+  """
+  builder = builder if builder is not None else tfds_builder(config, name)
   if builder.is_prepared():
     return builder
   local = (f"point --config.data_dir at {LOCAL_LAYOUT[name]}, or "
@@ -705,7 +728,7 @@ def read_tfds(config, split: str) -> Split:
   CelebA's JPEGs come out of TFDS still encoded and are decoded, cropped and
   resized on every core, like a local folder.
   """
-  tfds = runtime.import_tfds()
+  tfds = import_tfds("mnist" if config.dataset == "mnist" else "celeb_a")
   if config.dataset == "mnist":
     builder = prepare_tfds(config, "mnist")
     images, labels = [], []
@@ -729,7 +752,7 @@ def _decode_tfds_images(config, builder, name: str, split: str,
   """A TFDS split's ``image`` feature read still encoded and decoded on
   every core (``decode_images``), with ``label_of(example)`` of each kept
   image: ``(images uint8 [n, S, S, C], labels list [n])``."""
-  tfds = runtime.import_tfds()
+  tfds = import_tfds(name)
   dataset = builder.as_dataset(
       split=tfds_split, decoders={"image": tfds.decode.SkipDecoding()})
   encoded, labels = [], []
@@ -774,11 +797,12 @@ def read_tfds_images(config, split: str) -> Split:
   decoded, cropped and resized like a folder on every core, and its
   ``label`` (a ClassLabel) where present."""
   name = config.dataset[len("tfds:"):]
-  builder = prepare_tfds(config, name)
-  features = builder.info.features
+  builder = tfds_builder(config, name)
+  features = builder.info.features  # known before any download
   if "image" not in features:
     raise DataError(f"TFDS {name} has no 'image' feature (it has "
                     f"{sorted(features)}); choose an image data set.")
+  builder = prepare_tfds(config, name, builder)
   label = features["label"] if "label" in features else None
   has_labels = label is not None and hasattr(label, "names")
   images, labels = _decode_tfds_images(

@@ -321,9 +321,10 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
   step_fn = make_train_step(config, model, mesh)
   eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config))
   writer = reporting.Writer(workdir)
-  stream = parallel.prefetch_to_device(input_pipeline.train_stream(
+  host_stream = input_pipeline.train_stream(
       train_data, config.batch_size, config.seed, start_step=start,
-      shard_index=jax.process_index(), num_shards=jax.process_count()), mesh)
+      shard_index=jax.process_index(), num_shards=jax.process_count())
+  stream = parallel.prefetch_to_device(host_stream, mesh)
   eval_key = jax.random.PRNGKey(config.seed + 1)
   # A wall-clock budget for this invocation (compilation included).
   deadline = (time.time() + 60.0 * config.max_train_minutes
@@ -370,6 +371,7 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
       log.flush(step, saver.last_saved)
       saver.finish(step)
   finally:
+    host_stream.close()
     try:
       manager.wait_until_finished()
       manager.close()
