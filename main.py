@@ -309,7 +309,7 @@ def main(argv):
   if FLAGS.mode != "train":  # the trainer checks at its own safe points
     runtime.interrupts_raise()
   # Imported here so --help and flag errors stay fast.
-  from vlae_jax import analysis, configuration, train
+  from vlae_jax import analysis, configuration, files, train
   from vlae_jax.input_pipeline import DataError
   try:
     for path in run_mode(FLAGS.mode, config, workdir):
@@ -319,6 +319,8 @@ def main(argv):
     fail(str(e), quiet_exit=True)
   except (train.NonFiniteError, train.OutOfMemoryError) as e:
     fail(str(e), code=3, quiet_exit=True)
+  except files.WriteError as e:  # a full disk while writing an output
+    fail(e.strerror, code=1, quiet_exit=True)
 
 
 def deterministic_setting(mode, config, workdir) -> bool:

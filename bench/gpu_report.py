@@ -57,6 +57,10 @@ def parse_args(argv=None):
   parser.add_argument("--steps", type=int, default=0,
                       help="steps per timed window (0: 20 on a GPU, 3 on a CPU)")
   parser.add_argument("--windows", type=int, default=3)
+  parser.add_argument("--batch_sizes", default="",
+                      help="comma-separated batch sizes to time (default: "
+                      "each config's own), e.g. 100,1000 for batch 100 "
+                      "and one that fills a GPU")
   parser.add_argument("--determinism_steps", type=int, default=20)
   parser.add_argument("--nondeterministic", action="store_true",
                       help="run without config.deterministic's XLA flags")
@@ -232,23 +236,27 @@ def main(argv=None):
                for d, p in report["peaks"].items()]))
 
   rows, report["throughput"] = [], []
-  for name in args.configs.split(","):
-    for dtype in dtypes:
-      config = load_config(name, dtype)
-      r = throughput(config, steps, args.windows)
-      r.update(config=name, dtype=dtype, batch=config.batch_size,
-               useful_mfu=r["images_per_second"] / config.batch_size
-               * r["useful_flops_per_step"] / report["peaks"][dtype])
-      report["throughput"].append(r)
-      rows.append([name, dtype, config.batch_size,
-                   f"{r['compile_seconds']:.1f}",
-                   f"{r['images_per_second']:.1f} "
-                   f"[{r['images_per_second_min']:.1f}-"
-                   f"{r['images_per_second_max']:.1f}]",
-                   f"{r['useful_flops_per_step'] / 1e9:.2f}",
-                   f"{r['xla_flops_per_step'] / 1e9:.2f}",
-                   f"{r['useful_mfu']:.1%}"])
-      print(f"  measured {name} {dtype}", file=sys.stderr, flush=True)
+  batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+  # One row per config, dtype and batch size (0: the config's own).
+  for name, dtype, batch in [(n, d, b) for n in args.configs.split(",")
+                             for d in dtypes for b in batch_sizes or [0]]:
+    config = load_config(name, dtype)
+    config.batch_size = batch or config.batch_size
+    r = throughput(config, steps, args.windows)
+    r.update(config=name, dtype=dtype, batch=config.batch_size,
+             useful_mfu=r["images_per_second"] / config.batch_size
+             * r["useful_flops_per_step"] / report["peaks"][dtype])
+    report["throughput"].append(r)
+    rows.append([name, dtype, config.batch_size,
+                 f"{r['compile_seconds']:.1f}",
+                 f"{r['images_per_second']:.1f} "
+                 f"[{r['images_per_second_min']:.1f}-"
+                 f"{r['images_per_second_max']:.1f}]",
+                 f"{r['useful_flops_per_step'] / 1e9:.2f}",
+                 f"{r['xla_flops_per_step'] / 1e9:.2f}",
+                 f"{r['useful_mfu']:.1%}"])
+    print(f"  measured {name} {dtype} batch {config.batch_size}",
+          file=sys.stderr, flush=True)
   print("\n## Train step throughput\n")
   print(table(["config", "dtype", "batch", "compile s", "images/s median "
                "[min-max]", "useful GFLOP/step", "XLA GFLOP/step",

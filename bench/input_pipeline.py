@@ -115,11 +115,9 @@ def main():
     split = datasets.load_split(config, "train")
     print(stream_rate(split, config.batch_size, args.batches, form))
     return
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-    forms = ("numpy", "tfdata")
-  except ImportError:
-    forms = ("numpy",)
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  forms = (("numpy", "tfdata") if importlib.util.find_spec("tensorflow")
+           else ("numpy",))
   step_rates = {}
   path = os.path.join(ROOT, "docs", "train_throughput.json")
   if os.path.exists(path):

@@ -12,6 +12,10 @@ against a fresh N(0, I) draw; the config's reconstruction: L1 or L2 through
 a sigmoid, or Bernoulli cross-entropy) and Adam (``fused=True``), eager,
 float32.
 
+``--device cuda`` runs PyTorch on the GPU (ours on JAX's default device);
+``--torch_forms eager,compiled`` times PyTorch eager and ``torch.compile``
+in the same rounds; TF32 is off in both frameworks (full float32).
+
 ``--forms auto,gemm`` times several of our conv forms (``model.downsample``
 and ``model.upsample``; ``down/up`` for two different ones) in the same
 interleaved rounds; ``form@matmul`` also sets ``model.matmul``
@@ -177,13 +181,16 @@ def torch_mmd(x, y):
   return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
 
 
-def torch_step_fn(config, image_shape):
-  model = TorchVLAE(config.model, image_shape)
+def torch_step_fn(config, image_shape, device="cpu", compiled=False):
+  """``(model, step)``: ``step(images)`` is one Adam step. ``compiled``
+  wraps the forward pass and loss in ``torch.compile`` (the backward pass
+  is compiled with it by AOTAutograd; fused Adam stays eager)."""
+  model = TorchVLAE(config.model, image_shape).to(device)
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                fused=True)
   model.train()
 
-  def step(images):
+  def loss_fn(images):
     logits, codes = model(images)
     kind = config.loss.get("reconstruction", "l1")
     if kind == "bernoulli":
@@ -193,7 +200,12 @@ def torch_step_fn(config, image_shape):
     else:
       rec = torch.mean(torch.abs(images - torch.sigmoid(logits)))
     mmds = [torch_mmd(z, torch.randn_like(z)) for z in codes]
-    loss = config.loss.rec_weight * rec + config.loss.mmd_weight * sum(mmds)
+    return config.loss.rec_weight * rec + config.loss.mmd_weight * sum(mmds)
+
+  forward = torch.compile(loss_fn) if compiled else loss_fn
+
+  def step(images):
+    loss = forward(images)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -208,13 +220,22 @@ def jax_parameter_count(config, image_shape):
       state.params))
 
 
-def peaks(size=2048, repeats=5):
+def _sync(device):
+  if device == "cuda":
+    torch.cuda.synchronize()
+
+
+def peaks(size=2048, repeats=5, device="cpu"):
   jax_peak = matmul_peak("float32", size)
-  t = torch.ones(size, size)
+  if device == "cuda":
+    size, repeats = 8192, 20
+  t = torch.ones(size, size, device=device)
   t @ t
+  _sync(device)
   start = time.perf_counter()
   for _ in range(repeats):
     t @ t
+  _sync(device)
   torch_peak = 2 * size**3 * repeats / (time.perf_counter() - start)
   return jax_peak, torch_peak
 
@@ -233,19 +254,36 @@ def main():
                       "of both model.downsample and model.upsample, or "
                       "down/up; @xla, @blas or @auto after it sets "
                       "model.matmul")
+  parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                      help="PyTorch's device (ours runs on JAX's default)")
+  parser.add_argument("--torch_forms", default="eager",
+                      help="eager, compiled (torch.compile) or both, "
+                      "comma-separated")
   parser.add_argument("--out", default="docs/torch_reference.json")
   args = parser.parse_args()
+  torch_forms = args.torch_forms.split(",")
+  if set(torch_forms) - {"eager", "compiled"}:
+    raise SystemExit(f"--torch_forms={args.torch_forms}: use eager, compiled "
+                     "or both.")
   torch.set_num_threads(args.threads or datasets.default_decode_workers())
   torch.manual_seed(0)
+  # Full float32 products and convolutions, as ours (JAX's "highest").
+  torch.backends.cuda.matmul.allow_tf32 = False
+  torch.backends.cudnn.allow_tf32 = False
   results = {"device": jax.devices()[0].device_kind,
+             "torch_device": (torch.cuda.get_device_name()
+                              if args.device == "cuda" else "cpu"),
              "torch": torch.__version__, "jax": jax.__version__,
-             "threads": torch.get_num_threads(),
+             "threads": torch.get_num_threads(), "tf32": False,
              "retained_host_memory": RETAINED_HOST_MEMORY, "configs": []}
   for name in args.configs.split(","):
     config = importlib.import_module(f"configs.{name}").get_config()
     config.batch_size = args.batch
     shape = datasets.image_shape(config)
-    torch_model, torch_step = torch_step_fn(config, shape)
+    torch_steps = {}
+    for form in torch_forms:
+      torch_model, torch_steps[form] = torch_step_fn(
+          config, shape, args.device, compiled=form == "compiled")
     count = sum(p.numel() for p in torch_model.parameters())
     ours_count = jax_parameter_count(config, shape)
     assert count == ours_count, (name, count, ours_count)
@@ -268,10 +306,14 @@ def main():
           train.train_step, model=model, config=variant), donate_argnums=0)
       states[form], metrics = steps[form](states[form], batch)  # compile
       jax.block_until_ready(metrics)
-    torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    torch_step(torch_images)
+    torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()
+                                    ).to(args.device)
+    for torch_step in torch_steps.values():
+      torch_step(torch_images)  # compiles the compiled form
+      torch_step(torch_images)
+      _sync(args.device)
     ours = {form: [] for form in forms}
-    theirs = []
+    theirs_by_form = {form: [] for form in torch_forms}
     for _ in range(args.rounds):
       for form in forms:
         start = time.perf_counter()
@@ -280,11 +322,16 @@ def main():
         jax.block_until_ready(metrics)
         ours[form].append(args.batch * args.steps /
                           (time.perf_counter() - start))
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        torch_step(torch_images)
-      theirs.append(args.batch * args.steps / (time.perf_counter() - start))
-    jax_peak, torch_peak = peaks()
+      for form, torch_step in torch_steps.items():
+        _sync(args.device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+          torch_step(torch_images)
+        _sync(args.device)
+        theirs_by_form[form].append(args.batch * args.steps /
+                                    (time.perf_counter() - start))
+    theirs = theirs_by_form[torch_forms[0]]
+    jax_peak, torch_peak = peaks(device=args.device)
     useful = flops.train_step_flops(config, shape)
     med = statistics.median
     row = {"config": name, "parameters": count, "useful_flops_per_step": useful,
@@ -296,19 +343,32 @@ def main():
            "forms": {form: {"images_per_second": rates,
                             "ratio_median": med(rates) / med(theirs),
                             "ratios": [a / b for a, b in zip(rates, theirs)]}
-                     for form, rates in ours.items()}}
+                     for form, rates in ours.items()},
+           "torch_forms": {
+               form: {"images_per_second": rates,
+                      "ours_over_torch_median": med(ours[forms[0]]) / med(rates),
+                      "ratios": [a / b for a, b in zip(ours[forms[0]], rates)]}
+               for form, rates in theirs_by_form.items()}}
     results["configs"].append(row)
     print(f"{name}: {count:,} parameters both; useful {useful / 1e9:.1f} "
           f"GFLOP/step; matmul peak jax {jax_peak / 1e9:.0f} / torch "
           f"{torch_peak / 1e9:.0f} GFLOP/s")
     lines = [(f"ours {form}", rates, jax_peak) for form, rates in ours.items()]
-    for label, rates, peak in lines + [("pytorch", theirs, torch_peak)]:
+    lines += [(f"pytorch {form}", rates, torch_peak)
+              for form, rates in theirs_by_form.items()]
+    for label, rates, peak in lines:
       print(f"  {label:>14}: {med(rates):7.1f} images/s [{min(rates):.1f}-"
             f"{max(rates):.1f}], useful {med(rates) / args.batch * useful / 1e9:.0f}"
             f" GFLOP/s = {med(rates) / args.batch * useful / peak:.0%} of its "
             "matmul peak")
     for form, entry in row["forms"].items():
-      print(f"  ours {form} / pytorch: {entry['ratio_median']:.2f}x (per round "
+      print(f"  ours {form} / pytorch {torch_forms[0]}: "
+            f"{entry['ratio_median']:.2f}x (per round "
+            f"{min(entry['ratios']):.2f}-{max(entry['ratios']):.2f})",
+            flush=True)
+    for form, entry in list(row["torch_forms"].items())[1:]:
+      print(f"  ours {forms[0]} / pytorch {form}: "
+            f"{entry['ours_over_torch_median']:.2f}x (per round "
             f"{min(entry['ratios']):.2f}-{max(entry['ratios']):.2f})",
             flush=True)
   write_json(args.out, results)

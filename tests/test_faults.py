@@ -691,3 +691,61 @@ def test_damaged_mnist_idx_files_are_one_line_errors(tmp_path):
                     "--config.num_train_steps=2")
   assert_one_line_error(result, 2, "is truncated", "re-download it")
   assert not (tmp_path / "w").exists()
+
+
+def test_a_refused_resume_leaves_config_json_and_the_original_command(
+    trained_run, tmp_path):
+  """A resume with --allow_config_change that stops on non-finite values
+  before saving leaves config.json as it was: the original command resumes
+  as before. Once a checkpoint under the new config is saved, config.json
+  holds it."""
+  workdir, config, _, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  before = (copy / "config.json").read_text()
+  common = (f"--workdir={copy}", f"--config.cache_dir={config.cache_dir}",
+            "--config.model.rung_widths=((8, 16), (32,), (32,))",
+            "--config.batch_size=16", "--config.log_every=5",
+            "--config.eval_every=5", "--config.num_eval_batches=2",
+            "--config.image_every=5", "--config.checkpoint_every=5")
+  diverged = run_main(*common, "--config.num_train_steps=15",
+                      "--config.learning_rate=1e30", "--allow_config_change")
+  assert diverged.returncode == 3, diverged.stderr[-2000:]
+  assert (copy / "config.json").read_text() == before
+  original = run_main(*common, "--config.num_train_steps=15")
+  assert original.returncode == 0, original.stderr[-2000:]
+  assert "step 15/15" in original.stdout
+  changed = run_main(*common, "--config.num_train_steps=20",
+                     "--config.learning_rate=0.0005", "--allow_config_change")
+  assert changed.returncode == 0, changed.stderr[-2000:]
+  assert json.loads((copy / "config.json").read_text())[
+      "learning_rate"] == 0.0005
+
+
+def test_evaluate_that_cannot_write_keeps_the_previous_metrics(
+    trained_run, tmp_path):
+  """A real write failure (the file-size limit, EFBIG, as a full disk's
+  ENOSPC) while evaluate writes its outputs: one line, exit 1, and the
+  complete metrics.json of the earlier evaluation still parses."""
+  workdir, _, _, _ = trained_run
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  args = ("--mode=evaluate", f"--workdir={copy}", "--probe_train_size=100",
+          "--decoder_images=6", "--decoder_draws=2", "--classifier_steps=5",
+          "--arithmetic_triples=2")
+  first = run_main(*args)
+  assert first.returncode == 0, first.stderr[-2000:]
+  before = (copy / "eval" / "metrics.json").read_bytes()
+  assert len(before) > 2048
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (2048, hard))
+  try:
+    second = run_main(*args, "--seed=1")
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  line = assert_one_line_error(second, 1, f"cannot write {copy / 'eval'}",
+                               "the previous file is unchanged")
+  assert "File too large" in line
+  assert (copy / "eval" / "metrics.json").read_bytes() == before
+  json.loads(before)
+  assert not [p for p in os.listdir(copy / "eval") if ".tmp-" in p]

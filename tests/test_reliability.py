@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, ROOT, needs_celeba, run_main
+from conftest import CELEBA_DIR, ROOT, needs_celeba, run_main, tiny_config
 from test_main import TINY
 from vlae_jax import experiment, train
 
@@ -121,13 +121,85 @@ def test_non_finite_loss_stops_with_the_step_and_terms(tmp_path):
                     "--config.learning_rate=1e30")
   assert result.returncode == 3, result.stdout[-2000:]
   message = result.stderr.strip().splitlines()[-1]
-  assert "non-finite loss or gradient at step" in message
+  assert "non-finite loss, gradient or updated parameters at step" in message
   assert "reconstruction=" in message and "mmd=" in message
   assert "newest checkpoint (checksummed when saved)" in message
   # No checkpoint holds a non-finite state.
   for step in os.listdir(workdir / "checkpoints") if (
       workdir / "checkpoints").exists() else []:
     assert not step.isdigit(), f"checkpoint {step} was saved"
+
+
+def _decodes_finite(workdir, step, scratch):
+  """Whether checkpoint ``step`` of ``workdir`` decodes digits to finite
+  images, restored as the analysis modes restore a workdir (a copy holding
+  that checkpoint alone)."""
+  import jax.numpy as jnp
+  from vlae_jax import datasets, input_pipeline
+  from vlae_jax.objective import model_variables
+  copy = scratch / f"only_{step}"
+  shutil.copytree(workdir, copy)
+  for entry in os.listdir(copy / "checkpoints"):
+    if entry.isdigit() and int(entry) != step:
+      shutil.rmtree(copy / "checkpoints" / entry)
+  _, model, state = experiment.load_experiment(str(copy))
+  assert int(state.step) == step
+  batch, _ = next(input_pipeline.eval_batches(datasets.read_digits("test"),
+                                              16, 1))
+  logits = model.apply(model_variables(state.params, state.batch_stats),
+                       batch["image"], train=False, sample=False)[0]
+  return bool(jnp.all(jnp.isfinite(logits)))
+
+
+@pytest.mark.parametrize("checkpoint_every", [5, 10])
+def test_a_diverging_run_with_skip_nonfinite_stops_and_saves_nothing_bad(
+    tmp_path, checkpoint_every):
+  """A real divergence (learning rate 1e30): the first update leaves huge
+  but finite parameters, every later update is non-finite and skipped. The
+  run stops with one line (exit 3) instead of training to the end on NaN,
+  and every checkpoint it leaves decodes to finite images."""
+  workdir = tmp_path / "w"
+  args = [a for a in TINY if not a.startswith("--config.checkpoint_every")]
+  result = run_main(f"--workdir={workdir}", *args,
+                    "--config.learning_rate=1e30",
+                    "--config.skip_nonfinite=True",
+                    f"--config.checkpoint_every={checkpoint_every}")
+  assert result.returncode == 3, (result.stdout[-2000:], result.stderr[-2000:])
+  message = result.stderr.strip().splitlines()[-1]
+  assert ("was non-finite and skipped" in message
+          or "decode test images to non-finite values; not saved" in message)
+  assert "lower the learning rate" in message.lower()
+  assert "loss nan" not in result.stdout
+  saved = [int(s) for s in os.listdir(workdir / "checkpoints")
+           if s.isdigit()] if (workdir / "checkpoints").exists() else []
+  for step in saved:
+    assert _decodes_finite(workdir, step, tmp_path), (
+        f"checkpoint {step} decodes to NaN")
+
+
+def test_skipped_updates_are_counted_on_the_progress_line(tmp_path,
+                                                          monkeypatch, capsys):
+  """A NaN pixel in one batch of a real run: that update is skipped,
+  counted on its progress line, and training goes on to the end."""
+  from vlae_jax import input_pipeline
+  original = input_pipeline.train_stream
+
+  def stream_with_one_nan_pixel(*args, **kwargs):
+    for i, batch in enumerate(original(*args, **kwargs)):
+      if i == 2:
+        batch = dict(batch, image=batch["image"].copy())
+        batch["image"][0, 0, 0, 0] = np.nan
+      yield batch
+
+  monkeypatch.setattr(input_pipeline, "train_stream",
+                      stream_with_one_nan_pixel)
+  config = tiny_config(tmp_path, skip_nonfinite=True, num_train_steps=10,
+                       log_every=5, checkpoint_every=5)
+  state = train.train_and_evaluate(config, str(tmp_path / "w"))
+  out = capsys.readouterr().out
+  assert "skipped 1 non-finite update" in out and "loss nan" not in out
+  assert int(jax.device_get(state.skipped_updates)) == 1
+  assert int(state.step) == 10
 
 
 def test_bad_flags_and_fields_are_one_line_exit_2(tmp_path):

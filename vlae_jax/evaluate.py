@@ -36,8 +36,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from vlae_jax import (datasets, experiment, factors, inference, intervention,
-                      objective, plotting, sample_quality)
+from vlae_jax import (datasets, experiment, factors, files, inference,
+                      intervention, objective, plotting, sample_quality)
 from vlae_jax import workdir as workdirs
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -578,15 +578,12 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
         else attribute_names[:len(ARITHMETIC_ATTRIBUTES)], classify,
         triples_per_attribute=arithmetic_triples, seed=seed)
   out = out_dir or workdirs.output_dir(workdir, "evaluate")
-  os.makedirs(out, exist_ok=True)
   paths = [os.path.join(out, "metrics.json"), os.path.join(out, "metrics.txt")]
-  with open(paths[0], "w") as f:
-    # NaN (an attribute absent from the test split) is written as null.
-    json.dump(json.loads(json.dumps(metrics).replace("NaN", "null")), f,
-              indent=1)
+  # NaN (an attribute absent from the test split) is written as null.
+  files.write_atomically(paths[0], json.dumps(
+      json.loads(json.dumps(metrics).replace("NaN", "null")), indent=1))
   text = format_table(metrics)
-  with open(paths[1], "w") as f:
-    f.write(text)
+  files.write_atomically(paths[1], text)
   print(text)
   rung_names = [f"rung {l}" for l in range(model.num_rungs)]
   if probe:

@@ -5,10 +5,12 @@ Images are float arrays in [0, 1] laid out ``[rows, cols, H, W, C]``.
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Optional, Sequence
 
 import numpy as np
+
+from vlae_jax import files
 
 
 def image_grid(images: np.ndarray, padding: int = 1,
@@ -36,26 +38,33 @@ def image_grid(images: np.ndarray, padding: int = 1,
     for c in range(cols):
       top, left = padding + r * cell_h, padding + c * cell_w
       grid[top:top + height, left:left + width] = images[r, c, ..., :3]
+  # A diverged model's NaN pixels show as black, not as an invalid cast.
+  grid = np.nan_to_num(grid, nan=0.0)
   return np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def _encoded(image, **options) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, **options)
+  return buffer.getvalue()
+
+
 def save_png(path: str, picture: np.ndarray) -> str:
+  """Writes ``picture`` (uint8 [H, W, 3]) as a PNG, atomically."""
   from PIL import Image
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(picture).save(path)
-  return path
+  return files.write_atomically(path, _encoded(Image.fromarray(picture),
+                                               format="PNG"))
 
 
 def save_gif(path: str, frames: Sequence[np.ndarray],
              duration_ms: int = 120) -> str:
   """An animated GIF that plays the frames forward then back, looping."""
   from PIL import Image
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   frames = list(frames) + list(frames[-2:0:-1])
   pictures = [Image.fromarray(f) for f in frames]
-  pictures[0].save(path, save_all=True, append_images=pictures[1:],
-                   duration=duration_ms, loop=0)
-  return path
+  return files.write_atomically(path, _encoded(
+      pictures[0], format="GIF", save_all=True, append_images=pictures[1:],
+      duration=duration_ms, loop=0))
 
 
 def save_heatmap(path: str, values: np.ndarray, row_labels: Sequence[str],
@@ -78,7 +87,7 @@ def save_heatmap(path: str, values: np.ndarray, row_labels: Sequence[str],
     ax.set_title(title)
   fig.colorbar(im, ax=ax)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=110)
   plt.close(fig)
-  return path
+  return files.write_atomically(path, buffer.getvalue())

@@ -43,7 +43,11 @@ def train_step(state: TrainState, batch, *, model, config
   updates, opt_state = make_optimizer(config).update(grads, state.opt_state,
                                                      state.params)
   params = optax.apply_updates(state.params, updates)
-  finite = _all_finite((metrics["loss"], grads))
+  # The update itself must be finite, not only the loss and gradients: a
+  # finite gradient can still overflow the parameters or Adam's moments,
+  # and such a state must never be kept, logged as trained or saved.
+  finite = _all_finite((metrics["loss"], grads, params, opt_state,
+                        batch_stats))
   new = state.replace(step=state.step + 1, params=params,
                       batch_stats=batch_stats, opt_state=opt_state)
   if config.get("skip_nonfinite", False):
@@ -179,19 +183,34 @@ class _ProgressLog:
     config = self._config
     fetched = jax.device_get(self._pending)
     self._pending.clear()
+    newest = ("newest checkpoint (checksummed when saved): "
+              + (f"step {last_saved}, finite" if last_saved else "none yet"))
+    skipping = config.get("skip_nonfinite", False)
     for offset, m in enumerate(fetched):
-      if not m["finite"] and not config.get("skip_nonfinite", False):
+      if not m["finite"] and not skipping:
         bad = step - len(fetched) + offset + 1
         raise NonFiniteError(
-            f"non-finite loss or gradient at step {bad} "
+            f"non-finite loss, gradient or updated parameters at step {bad} "
             f"(loss={float(m['loss'])}, "
             f"reconstruction={float(m['reconstruction'])}, "
-            f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); "
-            f"newest checkpoint (checksummed when saved): "
-            f"{'step %d' % last_saved if last_saved else 'none yet'}. "
+            f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); {newest}. "
             "Lower the learning "
             "rate or set --config.skip_nonfinite=True to skip such updates.")
-    mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+    kept = [m for m in fetched if m["finite"]]
+    skipped = len(fetched) - len(kept)
+    if not kept and len(fetched) < config.log_every:
+      # A short window (the run is stopping): nothing to average.
+      print(f"step {step}/{config.num_train_steps}  skipped {skipped} "
+            "non-finite update(s), none kept since the last line", flush=True)
+      return
+    if not kept:  # skip_nonfinite, and a whole logging window skipped
+      raise NonFiniteError(
+          f"every update of steps {step - len(fetched) + 1}-{step} was "
+          "non-finite and skipped (--config.skip_nonfinite=True): the run "
+          f"has diverged and is not training; {newest}. Lower the "
+          "learning rate and resume.")
+    mean = {k: np.mean([m[k] for m in kept], axis=0) for k in kept[0]}
+    mean["skipped_updates"] = float(skipped)
     now = time.perf_counter()
     rate = (step - self._timer_step) / max(now - self._timer, 1e-9)
     self._timer_step, self._timer = step, now
@@ -200,7 +219,9 @@ class _ProgressLog:
     mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
     print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
           f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
-          f"{rate:.2f} steps/s  ETA {_format_eta(self.eta(step, rate))}",
+          f"{rate:.2f} steps/s  ETA {_format_eta(self.eta(step, rate))}"
+          + (f"  skipped {skipped} non-finite update"
+             f"{'s' if skipped > 1 else ''}" if skipped else ""),
           flush=True)
 
   def eta(self, step: int, rate: float) -> float:
@@ -212,25 +233,54 @@ class _ProgressLog:
     return seconds
 
 
+def refuse_nonfinite_save(state, eval_fn, probe, key, step: int,
+                          last_saved: Optional[int]):
+  """``NonFiniteError`` unless ``state`` decodes the probe batch to finite
+  images and codes: parameters can be finite yet so large that the model
+  they define outputs NaN (a diverged run whose updates are skipped keeps
+  such a state), and no such state may be saved or rotate a good
+  checkpoint out."""
+  batch, valid = probe
+  out = eval_fn(state, batch, valid, key)
+  finite = jnp.isfinite(out["reconstruction"])
+  for codes in out["codes"]:
+    finite = finite & jnp.all(jnp.isfinite(codes))
+  if not bool(finite):
+    raise NonFiniteError(
+        f"the parameters at step {step} decode test images to non-finite "
+        "values; not saved (newest checkpoint: "
+        f"{'step %d' % last_saved if last_saved else 'none yet'}, finite). "
+        "The run has diverged: lower the learning rate and resume.")
+
+
 class _Checkpointer:
   """Asynchronous checkpoints whose failure stops training at once: every
   step polls the save in flight (cheap) until it has finished."""
 
-  def __init__(self, manager, last_saved: Optional[int]):
+  def __init__(self, manager, last_saved: Optional[int], on_saved=None):
     self.manager, self.last_saved = manager, last_saved
     self._in_flight: Optional[int] = None
+    self._on_saved = on_saved  # called once, when the first save completes
 
   def save(self, step: int, state: TrainState):
     checkpoints.save_checkpoint(self.manager, step, state)
     self.last_saved = self._in_flight = step
 
+  def _completed(self):
+    self._in_flight = None
+    if self._on_saved is not None:
+      on_saved, self._on_saved = self._on_saved, None
+      on_saved()
+
   def poll(self, step: int):
     if self._in_flight is not None and checkpoints.check_saves(
         self.manager, self._in_flight, step):
-      self._in_flight = None
+      self._completed()
 
   def finish(self, step: int):
     checkpoints.finish_saves(self.manager, step)
+    if self._in_flight is not None:
+      self._completed()
 
 
 def _restore(config, workdir: str, model, lock, changed_fields):
@@ -294,7 +344,14 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
             f"{config.num_train_steps}); nothing to do.", flush=True)
       manager.close()
       return state
-    workdirs.write_config(workdir, config)
+    # config.json describes the checkpoints: a resumed run's changed model
+    # fields are recorded once a checkpoint trained under them is saved, so
+    # a resume that stops first (non-finite, Ctrl-C) leaves the record and
+    # the original command as they were.
+    write_config = functools.partial(workdirs.write_config, workdir, config)
+    if not (resumed and changed_fields):
+      write_config()
+      write_config = None
     print("matrix products: " + blas.describe(
         config.model.get("matmul", "auto"), config.dtype), flush=True)
     if resumed:
@@ -302,7 +359,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
             f"({workdirs.checkpoint_dir(workdir)})", flush=True)
     try:
       return _train_loop(config, workdir, model, state, manager, resumed,
-                         train_data, test_data)
+                         train_data, test_data, write_config)
     except Exception as e:  # pylint: disable=broad-except
       if not _is_out_of_memory(e):
         raise
@@ -311,7 +368,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
 
 
 def _train_loop(config, workdir, model, state, manager, resumed, train_data,
-                test_data) -> TrainState:
+                test_data, on_first_save=None) -> TrainState:
   """Steps from ``state.step`` to ``config.num_train_steps``, with logging,
   test evaluation, image grids and checkpoints at their intervals; stops
   early (saving first) on SIGINT / SIGTERM or ``config.max_train_minutes``."""
@@ -326,11 +383,13 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
       shard_index=jax.process_index(), num_shards=jax.process_count())
   stream = parallel.prefetch_to_device(host_stream, mesh)
   eval_key = jax.random.PRNGKey(config.seed + 1)
+  # The batch every state is decoded on before it is saved.
+  probe = next(input_pipeline.eval_batches(test_data, config.batch_size, 1))
   # A wall-clock budget for this invocation (compilation included).
   deadline = (time.time() + 60.0 * config.max_train_minutes
               if config.get("max_train_minutes", 0) else None)
   log = _ProgressLog(config, writer, start, deadline)
-  saver = _Checkpointer(manager, start if resumed else None)
+  saver = _Checkpointer(manager, start if resumed else None, on_first_save)
   step = start
   try:
     with runtime.recorded_interrupts(), _write_errors_stop(manager,
@@ -360,6 +419,8 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
             or step == config.num_train_steps
             or (stopping and saver.last_saved != step)):
           log.flush(step, saver.last_saved)  # never save a non-finite state
+          refuse_nonfinite_save(state, eval_fn, probe, eval_key, step,
+                                saver.last_saved)
           saver.save(step, state)
         if stopping:
           reason = signal_name or (

@@ -20,6 +20,8 @@ import os
 
 import ml_collections
 
+from vlae_jax import files
+
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
 CHECKPOINTS = "checkpoints"
@@ -253,9 +255,4 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def atomic_write(path: str, text: str):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.write_atomically(path, text)
