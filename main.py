@@ -198,7 +198,8 @@ def writable_output_dir(mode, workdir):
   """The folder an analysis mode writes to, checked writable before any
   work: --output_dir, else <workdir>/eval or <workdir>/figures."""
   workdirs.read_saved_config(workdir)  # a training workdir, readable
-  folder = FLAGS.output_dir or workdirs.output_dir(workdir, mode)
+  output_dir = workdirs.expand_path(FLAGS.output_dir or "")
+  folder = output_dir or workdirs.output_dir(workdir, mode)
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
   # The folders this check makes are removed again: the mode makes them
   # when it writes, so a request refused later leaves nothing behind.
@@ -217,7 +218,7 @@ def writable_output_dir(mode, workdir):
     reason = e.strerror or type(e).__name__
     fail(f"cannot write to {folder} ({reason}); pass --output_dir=<a "
          "writable folder> for the figures.")
-  return FLAGS.output_dir
+  return output_dir or None
 
 
 def run_mode(mode, config, workdir):
@@ -288,7 +289,9 @@ def main(argv):
     config.get("name")
   except Exception as e:  # pylint: disable=broad-except
     config_file_error(sys.argv, e)
-  workdir = FLAGS.workdir or os.path.join("runs", config.get("name", "default"))
+  workdir = workdirs.expand_path(
+      FLAGS.workdir or os.path.join("runs", config.get("name", "default")))
+  workdirs.expand_config_paths(config)
   logging.set_verbosity(logging.WARNING)
   runtime.quiet_library_warnings()
   runtime.quiet_closed_loop_callbacks()
@@ -312,6 +315,10 @@ def main(argv):
   from vlae_jax import analysis, configuration, files, train
   from vlae_jax.input_pipeline import DataError
   try:
+    if FLAGS.mode != "train" and config.get("data_dir"):
+      # The run's data moved: --config.data_dir=NEW re-points it.
+      from vlae_jax import experiment
+      experiment.repoint_data(workdir, config.data_dir)
     for path in run_mode(FLAGS.mode, config, workdir):
       print(path)
   except (configuration.ConfigError, workdirs.WorkdirError, DataError,

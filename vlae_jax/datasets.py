@@ -347,6 +347,10 @@ def _decode_chunk(sources, size, crop, channels):
           colour = channels == 1 and is_colour(image)
           decoded = square_crop_and_resize(image, size, channels)
         out.append((decoded, enlarged, colour, None))
+    except Image.DecompressionBombError as e:
+      # Over twice Pillow's pixel limit: decoding could exhaust memory.
+      reason = str(e).split(" could be")[0].rstrip(",")
+      out.append((None, False, False, f"too large to decode safely: {reason}"))
     except (OSError, ValueError, SyntaxError) as e:
       out.append((None, False, False, f"{type(e).__name__}: {e}"))
   return out
@@ -415,9 +419,8 @@ def decode_images(sources, size: int, names, what: str,
   keep = [i for i, r in enumerate(results) if r[0] is not None]
   for name, (image, _, _, error) in zip(names, results):
     if image is None:
-      logging.warning("skipping unreadable image %s: %s", name, error)
-      print(f"warning: skipping unreadable image {name} ({error})",
-            flush=True)
+      print(f"warning: skipping unreadable image {display_name(name)} "
+            f"({display_name(error)})", flush=True)
   enlarged = [name for name, r in zip(names, results) if r[1]]
   if enlarged:
     print(f"warning: {what}: {len(enlarged)} images are smaller than "
@@ -442,8 +445,8 @@ def read_celeba_folder(data_dir: str, split: str, size: int,
   images, keep = decode_images(paths, size, paths,
                                f"decoding CelebA {split}", workers)
   if len(keep) < len(wanted):
-    logging.warning("CelebA %s: skipped %d unreadable images of %d", split,
-                    len(wanted) - len(keep), len(wanted))
+    print(f"warning: CelebA {split}: skipped {len(wanted) - len(keep)} "
+          f"unreadable images of {len(wanted)}", flush=True)
   if not keep:
     raise DataError(f"no readable CelebA images for split {split!r} in "
                     f"{image_dir}.")
@@ -477,17 +480,48 @@ def celeba_identities(data_dir: str, split: str, count: int
 # Any folder of images.
 
 
+def display_name(name: str) -> str:
+  """A file name as it can be printed: bytes that are not UTF-8 (a
+  Windows archive unzipped here) shown as U+FFFD instead of crashing the
+  print."""
+  return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def folder_images(data_dir: str) -> List[str]:
   """Paths (relative to ``data_dir``, "/"-separated, sorted) of every JPEG /
-  PNG under it, hidden files and folders skipped."""
-  found = []
-  for root, folders, files in os.walk(data_dir):
+  PNG under it, hidden files and folders skipped.
+
+  Linked folders and files are followed (a ``test/`` linked to another
+  disk counts); a link loop or a dangling link is named once in a warning
+  and skipped, never walked forever.
+  """
+  found, visited, loops, dangling = [], set(), [], []
+  for root, folders, files in os.walk(data_dir, followlinks=True):
+    real = os.path.realpath(root)
+    if real in visited:  # reached again through a link: a loop
+      loops.append(os.path.relpath(root, data_dir))
+      folders[:] = []
+      continue
+    visited.add(real)
     folders[:] = sorted(f for f in folders if not f.startswith("."))
     for name in files:
       if not name.startswith(".") and \
           name.lower().endswith(IMAGE_EXTENSIONS):
-        found.append(os.path.relpath(os.path.join(root, name), data_dir)
-                     .replace(os.sep, "/"))
+        path = os.path.join(root, name)
+        relative = os.path.relpath(path, data_dir).replace(os.sep, "/")
+        if not os.path.exists(path):
+          dangling.append(relative)
+          continue
+        found.append(relative)
+  if loops:
+    print(f"warning: {display_name(data_dir)}: {len(loops)} linked "
+          f"folder{'s' if len(loops) > 1 else ''} lead back to a folder "
+          f"already read (e.g. {display_name(loops[0])}); each was read "
+          "once.", flush=True)
+  if dangling:
+    print(f"warning: {display_name(data_dir)}: {len(dangling)} link"
+          f"{'s' if len(dangling) > 1 else ''} point to nothing (e.g. "
+          f"{display_name(dangling[0])}); skipped.", flush=True)
   return sorted(found)
 
 
@@ -593,6 +627,9 @@ def folder_index(config, split: str):
   """The images of one split of a folder data set and their labels, without
   decoding any: ``(relative paths, labels, label_key, label_names)``."""
   data_dir = config.data_dir
+  if not os.path.isdir(data_dir):
+    raise DataError(f"data_dir {display_name(data_dir)!r} does not exist; "
+                    "point --config.data_dir at your images.")
   everything = folder_images(data_dir)
   if not everything:
     raise DataError(f"{data_dir} holds no {'/'.join(IMAGE_EXTENSIONS)} "
@@ -856,7 +893,9 @@ def default_cache_dir() -> str:
 
 def _stat_line(name: str, path: str) -> bytes:
   info = os.stat(path)
-  return f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode()
+  # surrogateescape: a name that is not UTF-8 is hashed as its own bytes.
+  return f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode(
+      "utf-8", "surrogateescape")
 
 
 def source_fingerprint(config) -> str:
@@ -875,7 +914,12 @@ def source_fingerprint(config) -> str:
   digest = hashlib.sha256()
   if config.dataset == "folder":
     digest.update(f"test_fraction={test_fraction(config)}\n".encode())
-    for root, folders, files in os.walk(data_dir):
+    visited = set()
+    for root, folders, files in os.walk(data_dir, followlinks=True):
+      if os.path.realpath(root) in visited:  # a link loop: read once
+        folders[:] = []
+        continue
+      visited.add(os.path.realpath(root))
       folders.sort()
       for name in sorted(files):
         path = os.path.join(root, name)

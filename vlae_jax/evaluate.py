@@ -545,7 +545,16 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
     metrics["sample_quality"] = sample_quality_metrics(
         model, variables, classifier, params, test, key,
         count=quality_images, seed=seed)
-    if train_identities is not None and identities is not None:
+    verifiable = train_identities is not None and identities is not None
+    if verifiable:
+      _, counts = np.unique(train_identities, return_counts=True)
+      if np.sum(counts >= VERIFIER_MIN_FACES) < 2:
+        verifiable = False
+        skipped.append(
+            f"the identity claim: fewer than 2 train identities have "
+            f"{VERIFIER_MIN_FACES} or more faces, too few to train the "
+            "same-person verifier")
+    if verifiable:
       embed, people, faces = identity_verifier(
           train_split.images, train_identities, steps=classifier_steps,
           seed=seed)

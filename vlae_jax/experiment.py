@@ -87,3 +87,64 @@ def load_experiment(workdir: str):
           f"(every rung fully in from step {end}); the analysis decodes with "
           "every rung at full scale.", flush=True)
   return config, model, state
+
+
+def local_data_fingerprint(config):
+  """The decode-cache fingerprint (``datasets.source_fingerprint``) of a
+  run's local data folder; None for bundled digits and TFDS data."""
+  if (config.dataset == "digits" or not config.get("data_dir")
+      or datasets.is_tfds_name(config.dataset)):
+    return None
+  return datasets.source_fingerprint(config)
+
+
+def check_data_folder(workdir: str, config, allow_change: bool = False):
+  """Refuses (``WorkdirError``) a ``data_dir`` other than the run's whose
+  files differ from those the run was trained on; writes nothing. Returns
+  the folder's fingerprint (None for bundled or TFDS data)."""
+  fingerprint = local_data_fingerprint(config)
+  record = workdirs.read_data_record(workdir)
+  if (fingerprint is None or record is None or allow_change
+      or os.path.abspath(config.data_dir) == record["data_dir"]
+      or fingerprint == record["fingerprint"]):
+    return fingerprint
+  raise workdirs.WorkdirError(
+      f"--config.data_dir={config.data_dir} holds other files than the run "
+      f"in {workdir} was trained on (fingerprint {fingerprint[:12]}; the "
+      f"run's, from {record['data_dir']}: {record['fingerprint'][:12]}); "
+      "point it at the run's data, moved with its files' sizes and "
+      "modification times (mv, cp -p, rsync -t)"
+      + ("." if allow_change is None else
+         ", or pass --allow_config_change to train on the new data."))
+
+
+def repoint_data(workdir: str, data_dir: str) -> bool:
+  """An analysis mode's ``--config.data_dir=NEW``: the run's data, moved.
+
+  Accepted when the new folder's fingerprint matches the one recorded at
+  training (or when none was recorded, with a warning); then config.json
+  and the record point there, so later commands need no flag. Returns
+  whether anything changed.
+  """
+  saved = workdirs.load_config(workdir) if os.path.exists(
+      workdirs.config_path(workdir)) else None
+  if saved is None or not saved.get("data_dir") or (
+      os.path.abspath(data_dir) == os.path.abspath(saved.data_dir)):
+    return False
+  if not os.path.isdir(data_dir):
+    raise datasets.DataError(
+        f"data_dir {datasets.display_name(data_dir)!r} does not exist; "
+        "point --config.data_dir at the folder the run's data is in now.")
+  moved = saved.copy_and_resolve_references()
+  moved.data_dir = os.path.abspath(data_dir)
+  fingerprint = check_data_folder(workdir, moved, allow_change=None)
+  if workdirs.read_data_record(workdir) is None:
+    print(f"warning: {workdir} records no fingerprint of its data (trained "
+          f"by an earlier version); {data_dir} is used unchecked.",
+          flush=True)
+  workdirs.write_config(workdir, moved)
+  workdirs.write_data_record(workdir, moved.data_dir, fingerprint)
+  print(f"data folder re-pointed: {saved.data_dir} -> {moved.data_dir} "
+        "(the files the run was trained on)", flush=True)
+  return True
+

@@ -19,6 +19,7 @@ import optax
 
 from vlae_jax import (blas, checkpoints, configuration, datasets,
                       input_pipeline, parallel, reporting, runtime)
+from vlae_jax import experiment
 from vlae_jax import workdir as workdirs
 from vlae_jax.experiment import (TrainState, create_model, create_train_state,
                                  make_optimizer)
@@ -326,6 +327,8 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   configuration.validate(config)
   changed_fields = workdirs.check_config(workdir, config,
                                             allow_config_change)
+  fingerprint = experiment.check_data_folder(workdir, config,
+                                             allow_config_change)
   train_data = datasets.load_split(config, "train")
   test_data = datasets.load_split(config, "test")
   if config.batch_size > len(train_data):
@@ -348,7 +351,11 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
     # fields are recorded once a checkpoint trained under them is saved, so
     # a resume that stops first (non-finite, Ctrl-C) leaves the record and
     # the original command as they were.
-    write_config = functools.partial(workdirs.write_config, workdir, config)
+    def write_config():
+      workdirs.write_config(workdir, config)
+      if fingerprint is not None:  # the data this config trains on
+        workdirs.write_data_record(workdir, config.data_dir, fingerprint)
+
     if not (resumed and changed_fields):
       write_config()
       write_config = None

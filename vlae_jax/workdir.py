@@ -37,6 +37,47 @@ class WorkdirError(ValueError):
   """A workdir that cannot be used as asked; the message says why and the fix."""
 
 
+# Config fields that name files or folders: ``~`` and ``$VARS`` in them are
+# expanded, as a shell would have (it does not after ``--flag=``).
+PATH_FIELDS = ("data_dir", "tfds_data_dir", "cache_dir", "labels_file")
+
+
+def expand_path(path: str) -> str:
+  """``~`` and environment variables expanded; "" stays ""."""
+  return os.path.expanduser(os.path.expandvars(path)) if path else path
+
+
+def expand_config_paths(config):
+  """Expands every ``PATH_FIELDS`` value of ``config`` in place."""
+  for field in PATH_FIELDS:
+    value = config.get(field)
+    if isinstance(value, str) and value:
+      config[field] = expand_path(value)
+  return config
+
+
+DATA_RECORD = "data.json"  # the data a run was trained on: folder, fingerprint
+
+
+def read_data_record(workdir: str):
+  """``{"data_dir", "fingerprint"}`` of the data the run was trained on, or
+  None (a run on bundled or TFDS data, or trained by an earlier version)."""
+  try:
+    with open(os.path.join(workdir, DATA_RECORD)) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if not (isinstance(record, dict) and isinstance(record.get("data_dir"), str)
+          and isinstance(record.get("fingerprint"), str)):
+    return None
+  return record
+
+
+def write_data_record(workdir: str, data_dir: str, fingerprint: str):
+  files.write_atomically(os.path.join(workdir, DATA_RECORD), json.dumps(
+      {"data_dir": os.path.abspath(data_dir), "fingerprint": fingerprint}))
+
+
 def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG_FILE)
 
