@@ -16,6 +16,7 @@ import resource
 import shutil
 import socket
 import struct
+import time
 import subprocess
 import sys
 
@@ -749,3 +750,23 @@ def test_evaluate_that_cannot_write_keeps_the_previous_metrics(
   assert (copy / "eval" / "metrics.json").read_bytes() == before
   json.loads(before)
   assert not [p for p in os.listdir(copy / "eval") if ".tmp-" in p]
+
+
+def test_a_tfds_set_without_images_is_refused_before_any_download(tmp_path):
+  """The builder's features are read before anything is fetched: a text
+  data set is one line naming its features, offline or not, and its folder
+  holds nothing afterwards."""
+  tfds_dir = tmp_path / "tfds"
+  start = time.monotonic()
+  result = run_main(f"--workdir={tmp_path / 'w'}",
+                    "--config.dataset=tfds:imdb_reviews",
+                    f"--config.tfds_data_dir={tfds_dir}",
+                    f"--config.cache_dir={tmp_path / 'cache'}")
+  line = assert_one_line_error(result, 2, "TFDS imdb_reviews has no 'image' "
+                               "feature", "'text'", "choose an image data set")
+  assert "cannot download" not in line
+  assert time.monotonic() - start < 60
+  downloaded = [f for _, _, files in os.walk(tfds_dir) for f in files] \
+      if tfds_dir.exists() else []
+  assert downloaded == []
+  assert not (tmp_path / "w").exists()

@@ -173,3 +173,36 @@ def test_moved_data_is_repointed_when_its_files_match_and_refused_otherwise(
   refused_resume = _train(other, workdir, cache, "--config.num_train_steps=12")
   assert refused_resume.returncode == 2
   assert "--allow_config_change" in refused_resume.stderr
+
+
+def test_a_constant_attribute_and_a_tiny_test_split_are_said_so(tmp_path):
+  """labels.csv with an attribute no image has, and 6 test images: the
+  constant attribute is reported as constant and not measured (no value
+  scaled by a zero spread), the intervals carry a caveat."""
+  data = tmp_path / "photos"
+  train = _images(data / "train", 16)
+  test = _images(data / "test", 6, seed=1)
+  rows = [f"{folder}/{p.name},{i % 2},-1"
+          for folder, d in (("train", train), ("test", test))
+          for i, p in enumerate(sorted(d.iterdir()))]
+  (data / "labels.csv").write_text("file,Smiling,Eyeglasses\n"
+                                   + "\n".join(rows) + "\n")
+  workdir = tmp_path / "w"
+  trained = _train(data, workdir, tmp_path / "c")
+  assert trained.returncode == 0, trained.stderr[-2000:]
+  result = run_main("--mode=evaluate", f"--workdir={workdir}",
+                    "--probe_train_size=16", "--decoder_images=6",
+                    "--decoder_draws=2", "--classifier_steps=5",
+                    "--arithmetic_triples=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
+  caveats = metrics["caveats"]
+  assert any(c.startswith("Eyeglasses is constant over the 16 train "
+                          "images: not measured") for c in caveats), caveats
+  assert all("Eyeglasses" not in mode["factors"]
+             for mode in metrics["decoder"].values())
+  assert any("uses 6 test images" in c for c in caveats), caveats
+  assert "caveat: the decoder side uses 6 test images" in result.stdout
+  for mode in metrics["decoder"].values():
+    for name, stats in mode["factors"].items():
+      assert max(abs(v) for v in stats["control"]) < 1e6, (name, stats)

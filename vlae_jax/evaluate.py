@@ -153,6 +153,10 @@ def identity_verifier(images: np.ndarray, identities: np.ndarray,
   return embed, len(kept), len(rows)
 
 
+# Fewer test images than this on the decoder side: a bootstrap interval
+# over so few is printed with a caveat.
+MIN_IMAGES_FOR_INTERVALS = 20
+
 PIXEL_FACTORS = {"digits": factors.mnist_factors,
                  "faces": factors.celeba_factors,
                  "images": factors.image_factors}
@@ -424,6 +428,7 @@ def format_table(metrics: Dict) -> str:
         f"{v:10.3f}" if np.isfinite(v) else f"{'n/a':>10}" for v in scores))
   lines += format_factors(metrics)
   lines += [f"skipped: {reason}." for reason in metrics.get("skipped", ())]
+  lines += [f"caveat: {text}." for text in metrics.get("caveats", ())]
   return "\n".join(lines) + "\n"
 
 
@@ -568,8 +573,18 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   count = min(decoder_images, len(test))
   chosen = np.sort(np.random.default_rng(seed + 7).permutation(len(test))[
       :count])
-  measure = decoder_measure(pixel_factors, classify, class_name,
-                            test.label_names, attribute_names, embed)
+  # An attribute no train image has (or every one has) teaches the
+  # classifier nothing: its probability on decoded images means nothing,
+  # and its spread over real images is rounding, so it is not measured.
+  constant_attributes = []
+  if has_attributes:
+    names = list(train_split.label_names)
+    constant_attributes = [
+        n for n in attribute_names if n in names and np.unique(
+            np.asarray(train_split.labels)[:, names.index(n)]).size < 2]
+  measure = decoder_measure(
+      pixel_factors, classify, class_name, test.label_names,
+      [n for n in attribute_names if n not in constant_attributes], embed)
   decoder = {}
   for mode in intervention.MODES:
     decoder[mode] = intervention.rung_control(
@@ -578,6 +593,26 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
         mode=mode, seed=seed)
   metrics["decoder_claims"] = intervention.judge_claims(decoder["resample"],
                                                         claim_list)
+  caveats = []
+  if constant_attributes:
+    caveats.append(
+        f"{', '.join(constant_attributes)} "
+        f"{'is' if len(constant_attributes) == 1 else 'are'} constant over "
+        f"the {len(train_split)} train images: not measured on the decoder "
+        "side")
+  constant = sorted(name for name, stats in
+                    decoder["resample"]["factors"].items()
+                    if stats.get("constant_over_real_images"))
+  if constant:
+    caveats.append(
+        f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} "
+        f"constant over the {len(test_images)} real test images: "
+        "decoder-side values unscaled, no claim judged on them")
+  if count < MIN_IMAGES_FOR_INTERVALS:
+    caveats.append(
+        f"the decoder side uses {count} test images: its 95% intervals "
+        f"need at least {MIN_IMAGES_FOR_INTERVALS} to mean much")
+  metrics["caveats"] = caveats
   metrics["decoder"] = {m: intervention.public(t) for m, t in decoder.items()}
   if classify is not None and has_attributes:
     metrics["arithmetic"] = intervention.arithmetic_table(

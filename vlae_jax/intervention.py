@@ -104,6 +104,12 @@ def _interval(samples: np.ndarray) -> List[float]:
   return [float(low), float(high)]
 
 
+# A factor whose spread over the real images is at most this is constant
+# there (e.g. an attribute no test image has): dividing by its spread would
+# turn float rounding into values like 1e17, so its values stay unscaled.
+CONSTANT_SPREAD = 1e-12
+
+
 def summarise(per_image: np.ndarray, real_spread: float,
               bootstrap: int = 1000, seed: int = 0) -> Dict:
   """Statistics of one factor from ``per_image [L, n]`` spreads.
@@ -116,7 +122,7 @@ def summarise(per_image: np.ndarray, real_spread: float,
   """
   per_image = np.asarray(per_image, np.float64)
   num_rungs, n = per_image.shape
-  scale = real_spread if real_spread > 0 else 1.0
+  scale = real_spread if real_spread > CONSTANT_SPREAD else 1.0
   rows = bootstrap_indices(n, bootstrap, seed)
   mean = per_image.mean(axis=1) / scale                    # [L]
   draws = per_image[:, rows].mean(axis=2).T / scale        # [B, L]
@@ -188,8 +194,10 @@ def rung_control(model, variables, means: Sequence[np.ndarray],
   out = {"mode": mode, "draws": draws, "images": n, "factors": {}}
   for name in real:
     stats = summarise(per_image[name], real[name], bootstrap, seed)
+    constant = bool(real[name] <= CONSTANT_SPREAD)
+    stats["constant_over_real_images"] = constant
     stats["all_rungs"] = float(spread(_as_matrix(whole[name])[None])[0]
-                               / (real[name] if real[name] > 0 else 1.0))
+                               / (1.0 if constant else real[name]))
     out["factors"][name] = stats
   out["controls"] = statistic_controls(drawn_codes, n, draws, bootstrap,
                                        seed)
@@ -243,6 +251,10 @@ def judge_claims(table: Dict, claims) -> List[Dict]:
     if stats is None:
       verdicts.append({"claim": text, "factor": factor, "held": None,
                        "why": "not measured"})
+      continue
+    if stats.get("constant_over_real_images"):
+      verdicts.append({"claim": text, "factor": factor, "held": None,
+                       "why": "constant over the real test images"})
       continue
     verdict = judge(stats["share"], stats["share_draws"], rung)
     verdict.update({"claim": text, "factor": factor,
