@@ -349,9 +349,25 @@ def quiet_missing_cuda():
     std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.CRITICAL)
 
 
+def expand_config_argument(argv):
+  """``argv`` with ``~`` and ``$VARS`` expanded in the --config file's path
+  (a shell leaves them after ``--config=``)."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + workdirs.expand_path(arg.split("=", 1)[1])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = workdirs.expand_path(out[i + 1])
+  return out
+
+
 def parse_flags(argv):
   """absl's parser, with a one-line message and exit code 2 on bad flags;
   --help and --helpfull print the flags and exit 0."""
+  expanded = expand_config_argument(argv)
+  if list(sys.argv) == list(argv):  # config_flags reads overrides there
+    sys.argv[:] = expanded
+  argv = expanded
   try:
     return FLAGS(argv)
   except CONFIG_ERRORS as e:

@@ -7,10 +7,10 @@ import time
 
 
 def write_json(path, results):
-  """Writes a bench script's results (making the folder) and says where."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(results, f, indent=1)
+  """Writes a bench script's results atomically (making the folder) and
+  says where."""
+  from vlae_jax import files  # pylint: disable=g-import-not-at-top
+  files.write_atomically(path, json.dumps(results, indent=1))
   print(f"wrote {path}")
 
 

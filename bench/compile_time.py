@@ -17,6 +17,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from vlae_jax import files  # pylint: disable=g-import-not-at-top
 
 CHILD = """
 import functools, importlib, sys, time
@@ -59,8 +61,7 @@ def main():
     warm = compile_seconds(name, cache)
     rows.append({"config": name, "cold_seconds": cold, "cached_seconds": warm})
     print(f"{name:>8} {cold:8.2f} {warm:9.2f}", flush=True)
-  with open(args.out, "w") as f:
-    json.dump(rows, f, indent=1)
+  files.write_atomically(args.out, json.dumps(rows, indent=1))
   print(f"wrote {args.out}")
 
 

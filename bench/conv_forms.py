@@ -24,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
+from vlae_jax import files, runtime  # pylint: disable=g-import-not-at-top
 runtime.retain_freed_host_memory()  # as main.py: no per-call page faults
 
 import jax  # pylint: disable=g-import-not-at-top
@@ -122,10 +122,9 @@ def main():
             f" {useful / median / 1e9:8.1f} {useful / median / peak:7.1%}",
             flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"device": jax.devices()[0].device_kind,
-               "matmul_peak_flops": peak, "batch": args.batch, "rows": rows},
-              f, indent=1)
+  files.write_atomically(args.out, json.dumps(
+      {"device": jax.devices()[0].device_kind, "matmul_peak_flops": peak,
+       "batch": args.batch, "rows": rows}, indent=1))
   print(f"wrote {args.out}")
 
 

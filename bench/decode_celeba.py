@@ -20,7 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import datasets  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, files  # pylint: disable=g-import-not-at-top
 
 FULL_FIRST_RUN = 162_770 + 19_962  # train + test images of full CelebA
 
@@ -80,10 +80,10 @@ def main():
         f"{projected / 60:.1f} min on 16 cores (at {per_worker:.0f} "
         "images/s per worker, ideal scaling)")
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"images": len(paths), "cores": cores, "rows": rows,
-               "per_worker_images_per_second": per_worker,
-               "projected_16_core_seconds": projected}, f, indent=1)
+  files.write_atomically(args.out, json.dumps(
+      {"images": len(paths), "cores": cores, "rows": rows,
+       "per_worker_images_per_second": per_worker,
+       "projected_16_core_seconds": projected}, indent=1))
   print(f"wrote {args.out}")
 
 

@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import compile_with_cost, matmul_peak, xla_step_flops  # pylint: disable=g-import-not-at-top
-from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
+from vlae_jax import files, runtime  # pylint: disable=g-import-not-at-top
 
 # Vendor dense (no sparsity) peaks in FLOP/s: float32 via TF32 tensor cores
 # when precision allows it, else plain float32; bfloat16 tensor cores.
@@ -278,9 +278,7 @@ def main(argv=None):
           f"parameters bitwise equal to an uninterrupted run -> "
           f"{'PASS' if r['bitwise_equal'] else 'FAIL'}")
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      json.dump(report, f, indent=1)
+    files.write_atomically(args.out, json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
   ok = report["determinism"]["bitwise_equal"] and report.get(
       "resume", {"bitwise_equal": True})["bitwise_equal"]

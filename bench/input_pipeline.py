@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import celeba, mnist  # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, input_pipeline  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, files, input_pipeline  # pylint: disable=g-import-not-at-top
 
 
 def tf_data_stream(data, batch_size, seed):
@@ -151,8 +151,8 @@ def main():
     rows.append(row)
     print(f"{name:>7} {cold:11.0f} " + " ".join(f"{c:>36}" for c in cells)
           + f" {step:17.1f}", flush=True)
-  with open(args.out, "w") as f:
-    json.dump({"cpu": _cpu_model(), "rows": rows}, f, indent=1)
+  files.write_atomically(args.out, json.dumps(
+      {"cpu": _cpu_model(), "rows": rows}, indent=1))
   print(f"wrote {args.out}")
 
 

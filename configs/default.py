@@ -60,8 +60,11 @@ def get_config():
   config.model.rung_std_ceilings = ()
   config.dtype = "float32"               # compute dtype: "float32" | "bfloat16"
 
-  # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)).
+  # Loss: rec_weight * reconstruction + sum_l mmd_weight * MMD^2(q(z_l), N(0, I)),
+  # or with regularizer="kl" (the original VLAE):
+  # rec_weight * reconstruction + w_t * sum_l kl_weight * KL(q(z_l|x) || N(0, I)).
   config.loss = ml_collections.ConfigDict()
+  config.loss.regularizer = "mmd"            # "mmd" (this paper) | "kl" (the original VLAE)
   config.loss.reconstruction = "l1"          # "l1" (reference) | "l2" | "bernoulli"
   config.loss.rec_weight = 100.0
   config.loss.mmd_weight = 100.0             # beta_l, the same for every rung
@@ -70,6 +73,11 @@ def get_config():
   config.loss.kernel = "reference"           # "reference" | "imq" | "gaussian_median"
   config.loss.estimator = "biased"           # "biased" | "unbiased" | "linear"
   config.loss.num_prior_samples = 0          # prior draws per rung per step; 0 -> batch size
+  # The KL regulariser's weights: analytic KL of each rung's diagonal Gaussian
+  # posterior, summed over dimensions, mean over the batch.
+  config.loss.kl_weight = 1.0                # the same for every rung
+  config.loss.rung_kl_weights = ()           # per rung (bottom first); () -> kl_weight
+  config.loss.kl_warmup_steps = 0            # w_t = 1 - exp(-t / this); 0 -> w_t = 1
 
   # Optimisation.
   config.learning_rate = 1e-3

@@ -54,6 +54,16 @@ def test_tilde_and_variables_are_expanded_in_every_path(tmp_path,
                      "--output_dir=~/figs")
   assert figures.returncode == 0, figures.stderr[-2000:]
   assert (home / "figs" / "samples.png").exists()
+  # The config file itself, as people keep their own.
+  (home / "my_config.py").write_text(
+      "from configs import folder\n\n\ndef get_config():\n"
+      "  return folder.get_config()\n")
+  own = run_main("--config=~/my_config.py",
+                 *[a for a in TINY_FOLDER if not a.startswith("--config=")],
+                 "--config.data_dir=~/photos", "--workdir=$RUNS/y",
+                 "--config.cache_dir=~/cache")
+  assert own.returncode == 0, own.stderr[-2000:]
+  assert (tmp_path / "runs" / "y" / "checkpoints").is_dir()
 
 
 def test_a_missing_folder_is_missing_and_an_empty_one_is_empty(tmp_path):

@@ -6,7 +6,7 @@ import math
 
 from vlae_jax import blas, datasets, models
 from vlae_jax.discrepancy import ESTIMATORS, KERNELS
-from vlae_jax.objective import RECONSTRUCTIONS
+from vlae_jax.objective import RECONSTRUCTIONS, REGULARIZERS
 
 
 class ConfigError(ValueError):
@@ -97,11 +97,14 @@ def validate(config):
     value = config.learning_rate if name == "learning_rate" else \
         config.loss.rec_weight
     _positive(name, value)
-  if not isinstance(config.loss.mmd_weight, (int, float)) or isinstance(
-      config.loss.mmd_weight, bool) or not math.isfinite(
-          config.loss.mmd_weight) or config.loss.mmd_weight < 0:
-    raise ConfigError(f"--config.loss.mmd_weight must be >= 0, got "
-                      f"{config.loss.mmd_weight!r}.")
+  _choice("loss.regularizer", config.loss.get("regularizer", "mmd"),
+          REGULARIZERS)
+  for name in ("mmd_weight", "kl_weight", "kl_warmup_steps"):
+    value = config.loss.get(name, 0.0)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or \
+        not math.isfinite(value) or value < 0:
+      raise ConfigError(f"--config.loss.{name} must be >= 0, got "
+                        f"{value!r}.")
   limit = config.get("max_train_minutes", 0.0)
   if not isinstance(limit, (int, float)) or isinstance(limit, bool) or \
       not math.isfinite(limit) or limit < 0:
@@ -140,13 +143,15 @@ def validate(config):
   except ValueError as e:
     raise ConfigError(str(e)) from None
   _positive("model.std_floor", m.std_floor)
-  weights = tuple(config.loss.get("rung_mmd_weights", ()) or ())
-  if weights and (len(weights) != num_rungs or any(
-      isinstance(w, bool) or not isinstance(w, (int, float)) or
-      not math.isfinite(w) or w < 0 for w in weights)):
-    raise ConfigError(
-        f"--config.loss.rung_mmd_weights={weights} must give one number >= 0 "
-        f"per rung ({num_rungs} rungs), or be () to use loss.mmd_weight.")
+  for term in ("mmd", "kl"):
+    weights = tuple(config.loss.get(f"rung_{term}_weights", ()) or ())
+    if weights and (len(weights) != num_rungs or any(
+        isinstance(w, bool) or not isinstance(w, (int, float)) or
+        not math.isfinite(w) or w < 0 for w in weights)):
+      raise ConfigError(
+          f"--config.loss.rung_{term}_weights={weights} must give one number "
+          f">= 0 per rung ({num_rungs} rungs), or be () to use "
+          f"loss.{term}_weight.")
   floors = tuple(m.get("rung_std_floors", ()) or ())
   if floors and (len(floors) != num_rungs or any(
       isinstance(f, bool) or not isinstance(f, (int, float)) or

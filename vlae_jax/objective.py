@@ -3,6 +3,16 @@
 loss = rec_weight * reconstruction
        + sum_l mmd_weight_l * MMD^2(posterior samples of rung l, N(0, I) draws)
 
+or, with ``config.loss.regularizer = "kl"`` (the original VLAE, the model
+the paper improves on):
+
+loss = rec_weight * reconstruction
+       + w_t * sum_l kl_weight_l * KL(q(z_l | x) || N(0, I))
+
+with the analytic KL of the diagonal Gaussian posterior (summed over
+dimensions, mean over the batch) and the warm-up ``w_t = 1 - exp(-t /
+kl_warmup_steps)`` (1 when ``kl_warmup_steps`` is 0).
+
 ``loss_fn`` is what the train step differentiates; ``reconstruction_loss``
 and ``aggregate_mmd`` are also what evaluation reports.
 """
@@ -19,6 +29,50 @@ import optax
 from vlae_jax.discrepancy import mmd
 
 RECONSTRUCTIONS = ("l1", "l2", "bernoulli")
+REGULARIZERS = ("mmd", "kl")
+
+
+def regularizer(config) -> str:
+  """``config.loss.regularizer``: "mmd" (default, also for configs saved
+  before the field existed) or "kl"."""
+  return config.loss.get("regularizer", "mmd") or "mmd"
+
+
+def gaussian_kl(mean: jax.Array, std: jax.Array) -> jax.Array:
+  """KL(N(mean, std^2) || N(0, I)) of each row, summed over dimensions.
+
+  ``mean``, ``std``: ``[batch, dim]`` (std > 0). Returns ``[batch]``:
+  ``0.5 * sum_d (mean^2 + std^2 - 1 - 2 log std)``.
+  """
+  mean = mean.astype(jnp.float32)
+  std = std.astype(jnp.float32)
+  return 0.5 * jnp.sum(jnp.square(mean) + jnp.square(std) - 1.0
+                       - 2.0 * jnp.log(std), axis=-1)
+
+
+def rung_kls(means: List[jax.Array], stds: List[jax.Array]) -> jax.Array:
+  """``[num_rungs]`` KL of each rung's posterior to N(0, I), mean over the
+  batch."""
+  return jnp.stack([jnp.mean(gaussian_kl(m, s)) for m, s in zip(means, stds)])
+
+
+def kl_weights(config) -> jax.Array:
+  """``[num_rungs]``: ``loss.rung_kl_weights`` (bottom first) where set,
+  else ``loss.kl_weight`` for every rung."""
+  per_rung = tuple(config.loss.get("rung_kl_weights", ()) or ())
+  if per_rung:
+    return jnp.asarray(per_rung, jnp.float32)
+  return jnp.full((len(config.model.latent_dims),),
+                  config.loss.get("kl_weight", 1.0), jnp.float32)
+
+
+def kl_warmup(config, step) -> jax.Array:
+  """The KL term's weight ``1 - exp(-step / kl_warmup_steps)`` (the
+  original VLAE's schedule; 1 without warm-up or without a step)."""
+  steps = config.loss.get("kl_warmup_steps", 0)
+  if not steps or step is None:
+    return jnp.float32(1.0)
+  return 1.0 - jnp.exp(-jnp.asarray(step, jnp.float32) / steps)
 
 
 def reconstruction_loss(kind: str, logits: jax.Array, images: jax.Array
@@ -109,19 +163,27 @@ def loss_fn(params, batch_stats, batch, key, *, model, config, step=None):
   that is not yet in keeps its MMD term, so its codes are prior-like when
   it fades in. Returns ``(loss, (metrics,
   new batch_stats))`` with metrics ``loss``, ``reconstruction`` (scalars),
-  ``mmd`` and ``posterior_std`` (``[num_rungs]``).
+  ``mmd`` (or ``kl``, with the KL regulariser) and ``posterior_std``
+  (``[num_rungs]``).
   """
   noise_key, prior_key = jax.random.split(key)
   variables = model_variables(params, batch_stats)
-  (logits, _, stds, codes), updates = model.apply(
+  (logits, means, stds, codes), updates = model.apply(
       variables, batch["image"], train=True, sample=True,
       rung_scales=None if step is None else rung_scales(config, step),
       rngs={"noise": noise_key}, mutable=["batch_stats"])
   rec = jnp.mean(reconstruction_loss(config.loss.reconstruction, logits,
                                      batch["image"]))
-  mmds = rung_mmds(config, codes, prior_key)
-  loss = config.loss.rec_weight * rec + jnp.sum(mmd_weights(config) * mmds)
-  metrics = {"loss": loss, "reconstruction": rec, "mmd": mmds,
+  if regularizer(config) == "kl":
+    kls = rung_kls(means, stds)
+    loss = config.loss.rec_weight * rec + kl_warmup(config, step) * jnp.sum(
+        kl_weights(config) * kls)
+    terms = {"kl": kls}
+  else:  # the MMD path, exactly as before the KL option existed
+    mmds = rung_mmds(config, codes, prior_key)
+    loss = config.loss.rec_weight * rec + jnp.sum(mmd_weights(config) * mmds)
+    terms = {"mmd": mmds}
+  metrics = {"loss": loss, "reconstruction": rec, **terms,
              "posterior_std": jnp.stack([jnp.mean(s) for s in stds])}
   return loss, (metrics, updates.get("batch_stats", {}))
 

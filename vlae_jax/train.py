@@ -23,6 +23,7 @@ from vlae_jax import experiment
 from vlae_jax import workdir as workdirs
 from vlae_jax.experiment import (TrainState, create_model, create_train_state,
                                  make_optimizer)
+from vlae_jax import objective
 from vlae_jax.objective import (aggregate_mmd, loss_fn, model_variables,
                                 reconstruction_loss, rung_scales)
 
@@ -187,6 +188,7 @@ class _ProgressLog:
     newest = ("newest checkpoint (checksummed when saved): "
               + (f"step {last_saved}, finite" if last_saved else "none yet"))
     skipping = config.get("skip_nonfinite", False)
+    term = objective.regularizer(config)  # "mmd" or "kl": what is logged
     for offset, m in enumerate(fetched):
       if not m["finite"] and not skipping:
         bad = step - len(fetched) + offset + 1
@@ -194,7 +196,8 @@ class _ProgressLog:
             f"non-finite loss, gradient or updated parameters at step {bad} "
             f"(loss={float(m['loss'])}, "
             f"reconstruction={float(m['reconstruction'])}, "
-            f"mmd={[float(v) for v in np.atleast_1d(m['mmd'])]}); {newest}. "
+            f"{term}={[float(v) for v in np.atleast_1d(m[term])]}); "
+            f"{newest}. "
             "Lower the learning "
             "rate or set --config.skip_nonfinite=True to skip such updates.")
     kept = [m for m in fetched if m["finite"]]
@@ -217,9 +220,9 @@ class _ProgressLog:
     self._timer_step, self._timer = step, now
     mean["steps_per_second"] = rate
     self._writer.scalars(step, mean)
-    mmd_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean["mmd"]))
+    term_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean[term]))
     print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
-          f"rec {mean['reconstruction']:.4f}  mmd [{mmd_text}]  "
+          f"rec {mean['reconstruction']:.4f}  {term} [{term_text}]  "
           f"{rate:.2f} steps/s  ETA {_format_eta(self.eta(step, rate))}"
           + (f"  skipped {skipped} non-finite update"
              f"{'s' if skipped > 1 else ''}" if skipped else ""),

@@ -162,6 +162,11 @@ RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
 COMPUTATION_FIELDS = ("model.upsample", "model.downsample", "model.matmul")
 
 
+# Fields added after runs were saved whose default is not falsy: a saved
+# config without them ran exactly as with these values.
+ADDED_FIELD_DEFAULTS = {"loss.regularizer": "mmd", "loss.kl_weight": 1.0}
+
+
 def config_differences(saved: dict, new: dict, prefix: str = ""):
   """Dotted names of model-relevant fields whose values differ."""
   diffs = []
@@ -170,7 +175,9 @@ def config_differences(saved: dict, new: dict, prefix: str = ""):
     if (not prefix and key in RUN_FIELDS) or name in COMPUTATION_FIELDS:
       continue
     a, b = saved.get(key), new.get(key)
-    if (key not in saved and not b) or (key not in new and not a):
+    neutral = ADDED_FIELD_DEFAULTS.get(name)
+    if (key not in saved and (not b or _normalise(b) == neutral)) or (
+        key not in new and (not a or _normalise(a) == neutral)):
       continue  # a field a later version added, at its neutral default
     if isinstance(a, dict) and isinstance(b, dict):
       diffs += config_differences(a, b, prefix=f"{name}.")

@@ -1,0 +1,61 @@
+"""A workdir trained by the last released version (stop 32, kept small in
+tests/data/workdir_v32: the tiny digits model, 10 steps) resumes, draws
+and evaluates under this one: its config.json lacks the fields added since
+(the KL regulariser's, data.json), and the training stream is now NumPy
+instead of tf.data."""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, SUITE_XLA_FLAGS, run_main, run_main_process
+from vlae_jax import experiment
+
+DATA = os.path.join(ROOT, "tests", "data")
+ARGS = ("--config.model.rung_widths=((8, 16), (32,), (32,))",
+        "--config.batch_size=16", "--config.log_every=5",
+        "--config.eval_every=10", "--config.num_eval_batches=2",
+        "--config.image_every=10", "--config.checkpoint_every=10",
+        "--config.keep_checkpoints=1")
+
+
+def _cpu_model():
+  with open("/proc/cpuinfo") as f:
+    return next((l.split(":", 1)[1].strip() for l in f
+                 if l.startswith("model name")), "unknown")
+
+
+def test_a_workdir_of_the_last_version_resumes_on_the_same_batches(tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(os.path.join(DATA, "workdir_v32"), workdir)
+  # Compiled as the old version compiled it (XLA's default optimisation
+  # level, not the suite's 0), so the arithmetic is the same program's.
+  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                   if f != SUITE_XLA_FLAGS)
+  resumed = run_main_process(f"--workdir={workdir}", *ARGS,
+                             "--config.num_train_steps=20",
+                             env={"XLA_FLAGS": flags})
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "resuming from step 10" in resumed.stdout
+  _, _, state = experiment.load_experiment(str(workdir))
+  assert int(state.step) == 20
+  figures = run_main("--mode=traverse", f"--workdir={workdir}", "--steps=3")
+  assert figures.returncode == 0, figures.stderr[-2000:]
+  assert (workdir / "figures" / "traverse_rung0.png").exists()
+  # The old version trained the same 20 steps uninterrupted, on this CPU:
+  # the resumed run's parameters are bitwise those, so it saw the same
+  # batches (the NumPy stream is the tf.data stream's order). Another CPU's
+  # BLAS and XLA kernels round differently, and a few Adam steps amplify a
+  # rounding difference as much as another batch would.
+  old = np.load(os.path.join(DATA, "workdir_v32_step20_params.npz"))
+  if str(old["__cpu__"]) != _cpu_model():
+    pytest.skip(f"parameters recorded on {old['__cpu__']}, not this CPU")
+  new = {jax.tree_util.keystr(p): np.asarray(l) for p, l in
+         jax.tree_util.tree_flatten_with_path(
+             jax.device_get(state.params))[0]}
+  assert set(old.files) - {"__cpu__"} == set(new)
+  for name in new:
+    np.testing.assert_array_equal(new[name], old[name], err_msg=name)
