@@ -75,7 +75,9 @@ def test_trains_traverses_and_evaluates_without_tensorflow(
   assert traverse.returncode == 0, traverse.stderr[-3000:]
   assert (workdir / "figures" / "traverse_rung0.png").exists()
   evaluate = _run(python_without_tensorflow, "--mode=evaluate", *common,
-                  "--probe_train_size=200", "--decoder_images=40")
+                  "--probe_train_size=200", "--decoder_images=20",
+                  "--decoder_draws=2", "--classifier_steps=20",
+                  "--arithmetic_triples=2")
   assert evaluate.returncode == 0, evaluate.stderr[-3000:]
   assert (workdir / "eval" / "metrics.json").exists()
 
