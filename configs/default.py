@@ -1,6 +1,6 @@
 """Default config: the embedded 8x8 digits, small enough for minutes on a CPU.
 
-    python main.py                         # trains into runs/default (~95 s on 2 CPU cores)
+    python main.py                         # trains into runs/default (about a minute on 2 CPU cores: README)
     python main.py --mode=traverse         # per-rung traversal figures
 
 Every field is read by vlae_jax; variants (mnist.py, celeba.py) import this
