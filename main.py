@@ -164,6 +164,11 @@ flags.DEFINE_float("strength", 1.5, "arithmetic: multiple of the attribute "
 flags.DEFINE_string("output_dir", None,
                     "Analysis modes: write here instead of <workdir>/figures "
                     "(or <workdir>/eval), e.g. for a read-only workdir.")
+flags.DEFINE_enum("split", "test", ["test", "validation"],
+                  "evaluate: the held-out images measured. Choose recipes, "
+                  "budgets and factor definitions on validation (CelebA's "
+                  "official partition; other data: --config.validation_size "
+                  "held out at training); read test once per reported run.")
 flags.DEFINE_integer("probe_train_size", 10000,
                      "evaluate: training images the probes fit on.")
 flags.DEFINE_integer("classifier_steps", 1000,
@@ -275,7 +280,8 @@ def run_mode(mode, config, workdir):
                            classifier_steps=FLAGS.classifier_steps,
                            decoder_images=FLAGS.decoder_images,
                            decoder_draws=FLAGS.decoder_draws,
-                           arithmetic_triples=FLAGS.arithmetic_triples)
+                           arithmetic_triples=FLAGS.arithmetic_triples,
+                           split=FLAGS.split)
 
 
 def main(argv):

@@ -23,6 +23,10 @@ def get_config():
   # folder and tfds:NAME only (configs/folder.py documents them):
   config.channels = 0            # 1 (grayscale) or 3 (RGB); 0 -> 3
   config.test_fraction = 0.0     # hash split when there are no train/ test/ subfolders; 0 -> 0.1
+  # Train images held out as the validation split (a fixed random choice, the
+  # same for every seed), on which recipes are chosen (`--mode=evaluate
+  # --split=validation`); 0: none. CelebA has its official partition: 0.
+  config.validation_size = 0
   config.labels_file = ""        # CSV 'file,label' or 'file,attr1,...'; "" -> DIR/labels.csv if present
   config.decode_workers = 0      # processes decoding JPEGs on the first run; 0 -> every core
 

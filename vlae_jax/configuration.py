@@ -187,6 +187,16 @@ def validate(config):
   if isinstance(fade, bool) or not isinstance(fade, int) or fade < 0:
     raise ConfigError(f"--config.rung_fade_steps must be an integer >= 0, got "
                       f"{fade!r}.")
+  held_out = config.get("validation_size", 0)
+  if isinstance(held_out, bool) or not isinstance(held_out, int) or \
+      held_out < 0:
+    raise ConfigError(f"--config.validation_size must be an integer >= 0 (0: "
+                      f"no validation hold-out), got {held_out!r}.")
+  if held_out and datasets.has_official_validation(config):
+    raise ConfigError(
+        f"--config.validation_size={held_out}: {config.dataset} has its "
+        "official validation partition, which --split=validation reads; "
+        "leave validation_size at 0.")
   workers = config.get("decode_workers", 0)
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
     raise ConfigError(f"--config.decode_workers must be an integer >= 0 (0 "

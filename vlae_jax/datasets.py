@@ -972,12 +972,58 @@ def _read_cache(folder: str, shape) -> Split:
   return Split(images, labels, meta["label_key"], meta["label_names"])
 
 
-def load_split(config, split: str) -> Split:
-  """One split, from the cache if present, else read, decoded and cached.
+# The validation hold-out is the same images for every run and seed.
+VALIDATION_SEED = 2026
 
-  The digits set is small and bundled, so it is never cached. A damaged
-  cache (truncated or unreadable files) is rebuilt with a warning.
+
+def has_official_validation(config) -> bool:
+  """CelebA (local or TFDS) has its own validation partition."""
+  return config.dataset == "celeba"
+
+
+def validation_rows(num_train: int, size: int):
+  """``(train rows, validation rows)`` of a source's train split when
+  ``size`` of its images are held out for validation: a fixed random
+  choice (``VALIDATION_SEED``, independent of ``config.seed``), both
+  sorted."""
+  if not 0 < size < num_train:
+    raise DataError(f"--config.validation_size={size} must be between 1 and "
+                    f"{num_train - 1} (the train split has {num_train} "
+                    "images).")
+  held = np.zeros(num_train, bool)
+  held[np.random.default_rng(VALIDATION_SEED).permutation(num_train)[
+      :size]] = True
+  return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def load_split(config, split: str) -> Split:
+  """One split ("train", "validation" or "test"), from the cache if
+  present, else read, decoded and cached.
+
+  "validation" is CelebA's official partition; for every other source it
+  exists when ``config.validation_size`` images of the train split are
+  held out (then "train" is the rest), and is refused in one line
+  otherwise. The digits set is small and bundled, so it is never cached. A
+  damaged cache (truncated or unreadable files) is rebuilt with a warning.
   """
+  size = config.get("validation_size", 0) or 0
+  if split in ("train", "validation") and size and \
+      not has_official_validation(config):
+    whole = _load_split(config, "train")
+    train_rows, held_rows = validation_rows(len(whole), size)
+    rows = train_rows if split == "train" else held_rows
+    return Split(np.asarray(whole.images[rows]), whole.labels[rows],
+                 whole.label_key, whole.label_names)
+  if split == "validation" and not has_official_validation(config):
+    raise DataError(
+        f"{config.dataset} has no validation split; train with "
+        "--config.validation_size=N (e.g. 5000) to hold N train images out "
+        "for choosing recipes, or evaluate --split=test.")
+  return _load_split(config, split)
+
+
+def _load_split(config, split: str) -> Split:
+  """One split of the source as it is published, cached."""
   if config.dataset == "digits":
     return read_digits(split)
   folder = _cache_folder(config, split)

@@ -153,6 +153,8 @@ def identity_verifier(images: np.ndarray, identities: np.ndarray,
   return embed, len(kept), len(rows)
 
 
+EVALUATION_SPLITS = ("test", "validation")
+
 # Fewer test images than this on the decoder side: a bootstrap interval
 # over so few is printed with a caveat.
 MIN_IMAGES_FOR_INTERVALS = 20
@@ -413,7 +415,8 @@ def format_factors(metrics: Dict) -> List[str]:
 def format_table(metrics: Dict) -> str:
   rungs = len(metrics["mmd"])
   lines = [f"workdir: {metrics['workdir']}  step: {metrics['step']}  "
-           f"test images: {metrics['test_images']}",
+           f"{metrics.get('split', 'test')} images: "
+           f"{metrics['test_images']}",
            f"reconstruction of posterior means "
            f"({metrics['reconstruction_loss']}): "
            f"{metrics['reconstruction']:.4f}   L1: {metrics['l1']:.4f}", "",
@@ -435,16 +438,23 @@ def format_table(metrics: Dict) -> str:
 def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
              out_dir: Optional[str] = None, classifier_steps: int = 1000,
              quality_images: int = 5000, decoder_images: int = 500,
-             decoder_draws: int = 8, arithmetic_triples: int = 200
-             ) -> List[str]:
+             decoder_draws: int = 8, arithmetic_triples: int = 200,
+             split: str = "test") -> List[str]:
   """Writes ``eval/metrics.json``, ``eval/metrics.txt``, the probe, factor
   and decoder-control heatmaps (under ``out_dir`` instead of
   ``<workdir>/eval`` if given); returns their paths. ``classifier_steps=0``
   skips everything that needs the trained classifier (KID, the classifier
-  factors of the decoder side, face arithmetic)."""
+  factors of the decoder side, face arithmetic).
+
+  ``split``: the held-out images measured, "test" (reported results) or
+  "validation" (choosing recipes, budgets and factor definitions; written
+  under ``eval/validation/``). Below, "test" names whichever it is.
+  """
+  if split not in EVALUATION_SPLITS:
+    raise ValueError(f"split {split!r}: use one of {EVALUATION_SPLITS}.")
   config, model, state = experiment.load_experiment(workdir)
   variables = inference.variables_of(state)
-  test = datasets.load_split(config, "test")
+  test = datasets.load_split(config, split)
   train_split = datasets.load_split(config, "train")
   test_images = np.asarray(test.images, np.float32) / 255.0
   key = jax.random.PRNGKey(seed)
@@ -498,7 +508,7 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   control_probe = probes(control_train, control_test, attribute_names)
   identities = train_identities = None
   if data_kind == "faces" and config.get("data_dir"):
-    identities = datasets.celeba_identities(config.data_dir, "test",
+    identities = datasets.celeba_identities(config.data_dir, split,
                                             len(test))
     train_identities = datasets.celeba_identities(
         config.data_dir, "train", len(train_split))
@@ -527,7 +537,7 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
   metrics = {
       "workdir": workdir, "step": int(state.step),
       "dataset": config.dataset, "skipped": skipped,
-      "test_images": len(test), "reconstruction_loss":
+      "split": split, "test_images": len(test), "reconstruction_loss":
       config.loss.reconstruction, "reconstruction": recon, "l1": l1,
       "mmd": mmds, "latent_dims": list(model.latent_dims),
       "active_units": [active_units(m) for m in test_means],
@@ -622,6 +632,8 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
         else attribute_names[:len(ARITHMETIC_ATTRIBUTES)], classify,
         triples_per_attribute=arithmetic_triples, seed=seed)
   out = out_dir or workdirs.output_dir(workdir, "evaluate")
+  if split != "test" and not out_dir:
+    out = os.path.join(out, split)  # eval/validation/: never over eval/
   paths = [os.path.join(out, "metrics.json"), os.path.join(out, "metrics.txt")]
   # NaN (an attribute absent from the test split) is written as null.
   files.write_atomically(paths[0], json.dumps(

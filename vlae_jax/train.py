@@ -333,7 +333,11 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   fingerprint = experiment.check_data_folder(workdir, config,
                                              allow_config_change)
   train_data = datasets.load_split(config, "train")
-  test_data = datasets.load_split(config, "test")
+  # The periodic held-out loss reads the validation split where there is
+  # one: the test split is for reported results only.
+  eval_split = ("validation" if datasets.has_official_validation(config)
+                or config.get("validation_size", 0) else "test")
+  test_data = datasets.load_split(config, eval_split)
   if config.batch_size > len(train_data):
     raise configuration.ConfigError(
         f"--config.batch_size={config.batch_size} is larger than the train "
@@ -369,7 +373,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
             f"({workdirs.checkpoint_dir(workdir)})", flush=True)
     try:
       return _train_loop(config, workdir, model, state, manager, resumed,
-                         train_data, test_data, write_config)
+                         train_data, test_data, write_config, eval_split)
     except Exception as e:  # pylint: disable=broad-except
       if not _is_out_of_memory(e):
         raise
@@ -378,7 +382,8 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
 
 
 def _train_loop(config, workdir, model, state, manager, resumed, train_data,
-                test_data, on_first_save=None) -> TrainState:
+                test_data, on_first_save=None, eval_split="test"
+                ) -> TrainState:
   """Steps from ``state.step`` to ``config.num_train_steps``, with logging,
   test evaluation, image grids and checkpoints at their intervals; stops
   early (saving first) on SIGINT / SIGTERM or ``config.max_train_minutes``."""
@@ -415,10 +420,11 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
           # Decoded posterior samples (what the loss sees); `evaluate`
           # reports the posterior means' error.
           writer.scalars(step, {
-              "test_reconstruction_of_samples": result["reconstruction"],
-              "test_mmd": np.array(result["mmd"])})
-          print(f"step {step}: test reconstruction (sampled codes) "
-                f"{result['reconstruction']:.4f}  test mmd "
+              f"{eval_split}_reconstruction_of_samples":
+                  result["reconstruction"],
+              f"{eval_split}_mmd": np.array(result["mmd"])})
+          print(f"step {step}: {eval_split} reconstruction (sampled codes) "
+                f"{result['reconstruction']:.4f}  {eval_split} mmd "
                 f"{[round(v, 5) for v in result['mmd']]}", flush=True)
         if step % config.image_every == 0:
           writer.images(step, reporting.sample_and_reconstruction_grids(
