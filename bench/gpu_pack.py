@@ -185,6 +185,28 @@ def main(argv=None):
              for d, _, files in os.walk(args.out) for f in files)
   print(f"wrote {args.out}: {size / 2**20:.1f} MiB "
         f"({json.dumps({k: v for k, v in manifest.items()})[:300]})")
+  tree = tracked_bytes()
+  if tree is not None:
+    total = (tree + size) / 2**20
+    print(f"with the working tree ({tree / 2**20:.1f} MiB tracked) a device "
+          f"call carries {total:.1f} MiB of its {DEVICE_LIMIT_MIB} MiB"
+          + ("" if total <= DEVICE_LIMIT_MIB else
+             ": over; lower --quality or remove untracked files"))
+
+
+DEVICE_LIMIT_MIB = 64  # what one device call carries, carried paths included
+
+
+def tracked_bytes():
+  """Bytes of the files git tracks in this checkout (None without git)."""
+  try:
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.split(b"\0")
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return sum(os.path.getsize(os.path.join(ROOT, os.fsdecode(n)))
+             for n in names if n and os.path.isfile(
+                 os.path.join(ROOT, os.fsdecode(n))))
 
 
 if __name__ == "__main__":

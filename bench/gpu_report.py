@@ -247,6 +247,8 @@ def main(argv=None):
              useful_mfu=r["images_per_second"] / config.batch_size
              * r["useful_flops_per_step"] / report["peaks"][dtype])
     report["throughput"].append(r)
+    if args.out:  # after every row: a run stopped by its time limit keeps it
+      files.write_atomically(args.out, json.dumps(report, indent=1))
     rows.append([name, dtype, config.batch_size,
                  f"{r['compile_seconds']:.1f}",
                  f"{r['images_per_second']:.1f} "

@@ -45,6 +45,7 @@ def test_pack_keeps_the_layout_the_loader_reads_at_half_scale(tmp_path):
   from PIL import Image
   source, pack, result = _pack(tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "a device call carries" in result.stdout
   manifest = json.loads((pack / "MANIFEST.json").read_text())
   assert manifest["celeba"]["images"] == 36
   assert manifest["wheels"]["wheels"][0].startswith("ml_collections-")
