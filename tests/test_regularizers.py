@@ -2,7 +2,6 @@
 against NumPy and Monte Carlo, its gradient, its weights and warm-up, the
 config check, a bitwise resume of a KL run, and the MMD path unchanged."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import run_main, tiny_config
-from test_train import fixed_batch, setup
-from vlae_jax import objective, train
+from test_train import (assert_resume_is_bitwise, fixed_batch, setup,
+                        steps_on_fixed_batch)
+from vlae_jax import objective
 
 
 def test_gaussian_kl_equals_the_formula_and_a_monte_carlo_estimate():
@@ -85,20 +85,12 @@ RECORDED_MMD_LOSSES = (75.81413269042969, 52.31306838989258,
 
 
 def test_the_mmd_path_is_unchanged():
-  config = tiny_config()
-  _, state, step = setup(config)
-  batch = fixed_batch(config)
-  losses = []
-  for _ in range(3):
-    state, metrics = step(state, batch)
-    losses.append(float(metrics["loss"]))
+  state, losses = steps_on_fixed_batch(tiny_config(), 3)
   np.testing.assert_allclose(losses, RECORDED_MMD_LOSSES, rtol=1e-4)
   # A config saved before the field existed trains bitwise as "mmd".
   old = tiny_config()
   del old.loss["regularizer"]
-  _, old_state, old_step = setup(old)
-  for _ in range(3):
-    old_state, old_metrics = old_step(old_state, batch)
+  old_state, _ = steps_on_fixed_batch(old, 3)
   jax.tree_util.tree_map(np.testing.assert_array_equal,
                          jax.device_get(state.params),
                          jax.device_get(old_state.params))
@@ -106,18 +98,10 @@ def test_the_mmd_path_is_unchanged():
 
 def test_a_kl_run_resumes_bitwise_and_logs_its_term(tmp_path, capsys):
   kl = {"loss.regularizer": "kl", "loss.kl_warmup_steps": 10}
-  config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10, **kl)
-  uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
+  assert_resume_is_bitwise(tmp_path, **kl)
   progress = [l for l in capsys.readouterr().out.splitlines()
               if l.startswith("step ") and "/20  loss" in l]
   assert progress and all("  kl [" in l and "mmd" not in l for l in progress)
-  first = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10, **kl)
-  train.train_and_evaluate(first, str(tmp_path / "b"))
-  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
-  assert int(resumed.step) == 20
-  jax.tree_util.tree_map(np.testing.assert_array_equal,
-                         jax.device_get(uninterrupted.params),
-                         jax.device_get(resumed.params))
 
 
 @pytest.mark.parametrize("args,message", [

@@ -26,6 +26,33 @@ def fixed_batch(config, size=None):
   return data.batch(np.arange(size or config.batch_size))
 
 
+def steps_on_fixed_batch(config, steps, metric="loss"):
+  """``(final state, [metric of each step])``: ``steps`` train steps of a
+  fresh state on the config's fixed batch."""
+  _, state, step = setup(config)
+  batch = fixed_batch(config)
+  values = []
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+    values.append(float(metrics[metric]))
+  return state, values
+
+
+def assert_resume_is_bitwise(tmp_path, **overrides):
+  """20 steps uninterrupted against 10, saved, then resumed to 20."""
+  config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10,
+                       **overrides)
+  uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
+  first = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10,
+                      **overrides)
+  train.train_and_evaluate(first, str(tmp_path / "b"))
+  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert int(resumed.step) == 20
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         jax.device_get(uninterrupted.params),
+                         jax.device_get(resumed.params))
+
+
 @pytest.mark.parametrize("kind", ["l1", "l2", "bernoulli"])
 def test_reconstruction_losses_match_their_formulas(kind):
   rng = np.random.default_rng(0)
@@ -72,13 +99,8 @@ def test_loss_is_weighted_reconstruction_plus_per_rung_mmd():
 
 
 def test_loss_on_one_fixed_batch_falls_under_training():
-  config = tiny_config(learning_rate=3e-3)
-  _, state, step = setup(config)
-  batch = fixed_batch(config)
-  losses = []
-  for _ in range(60):
-    state, metrics = step(state, batch)
-    losses.append(float(metrics["reconstruction"]))
+  _, losses = steps_on_fixed_batch(tiny_config(learning_rate=3e-3), 60,
+                                   metric="reconstruction")
   assert losses[-1] < 0.6 * losses[0], losses[::10]
 
 
@@ -130,15 +152,7 @@ def test_checkpoint_round_trips_the_whole_state(tmp_path):
 
 
 def test_a_second_run_resumes_at_the_saved_step_bitwise(tmp_path):
-  config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10)
-  uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
-  first = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10)
-  train.train_and_evaluate(first, str(tmp_path / "b"))
-  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
-  assert int(resumed.step) == 20
-  jax.tree_util.tree_map(np.testing.assert_array_equal,
-                         jax.device_get(uninterrupted.params),
-                         jax.device_get(resumed.params))
+  assert_resume_is_bitwise(tmp_path)
 
 
 def test_a_workdir_of_a_different_model_is_refused(tmp_path):
