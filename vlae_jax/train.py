@@ -335,9 +335,19 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
   train_data = datasets.load_split(config, "train")
   # The periodic held-out loss reads the validation split where there is
   # one: the test split is for reported results only.
-  eval_split = ("validation" if datasets.has_official_validation(config)
-                or config.get("validation_size", 0) else "test")
-  test_data = datasets.load_split(config, eval_split)
+  eval_split, test_data = "test", None
+  if config.get("validation_size", 0):
+    eval_split = "validation"
+    test_data = datasets.load_split(config, eval_split)
+  elif datasets.has_official_validation(config):
+    try:
+      test_data = datasets.load_split(config, "validation")
+      eval_split = "validation"
+    except datasets.DataError as e:  # a layout with no validation rows
+      print(f"note: {str(e).rstrip('.')}; the periodic held-out loss reads "
+            "the test split.", flush=True)
+  if test_data is None:
+    test_data = datasets.load_split(config, "test")
   if config.batch_size > len(train_data):
     raise configuration.ConfigError(
         f"--config.batch_size={config.batch_size} is larger than the train "
