@@ -45,17 +45,20 @@ def test_a_workdir_of_the_last_version_resumes_on_the_same_batches(tmp_path):
   figures = run_main("--mode=traverse", f"--workdir={workdir}", "--steps=3")
   assert figures.returncode == 0, figures.stderr[-2000:]
   assert (workdir / "figures" / "traverse_rung0.png").exists()
-  # The old version trained the same 20 steps uninterrupted, on this CPU:
+  # The old version trained the same 20 steps uninterrupted, on this CPU
+  # with JAX 0.10.2:
   # the resumed run's parameters are bitwise those, so it saw the same
   # batches (the NumPy stream is the tf.data stream's order). Another CPU's
   # BLAS and XLA kernels round differently, and a few Adam steps amplify a
   # rounding difference as much as another batch would.
   old = np.load(os.path.join(DATA, "workdir_v32_step20_params.npz"))
-  if str(old["__cpu__"]) != _cpu_model():
-    pytest.skip(f"parameters recorded on {old['__cpu__']}, not this CPU")
+  recorded = (str(old["__cpu__"]), str(old["__jax__"]))
+  if recorded != (_cpu_model(), jax.__version__):
+    pytest.skip(f"parameters recorded on {recorded[0]} with JAX "
+                f"{recorded[1]}, not this CPU and JAX")
   new = {jax.tree_util.keystr(p): np.asarray(l) for p, l in
          jax.tree_util.tree_flatten_with_path(
              jax.device_get(state.params))[0]}
-  assert set(old.files) - {"__cpu__"} == set(new)
+  assert set(old.files) - {"__cpu__", "__jax__"} == set(new)
   for name in new:
     np.testing.assert_array_equal(new[name], old[name], err_msg=name)
