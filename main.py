@@ -40,17 +40,18 @@ import os
 import shlex
 import sys
 
-# Ctrl-C during start-up is recorded, not raised: a KeyboardInterrupt raised
-# inside JAX's C++ start-up aborts the process, and some imports swallow it.
-# The flag is checked at safe points (runtime.raise_if_interrupted).
+# Ctrl-C during start-up is recorded, not raised (vlae_jax/interrupts.py says
+# why and when each phase starts).
+from vlae_jax import interrupts  # noqa: E402  (imports no JAX)
+interrupts.record()
 from vlae_jax import runtime  # noqa: E402  (imports no JAX)
-runtime.record_interrupts()
 # Before any thread starts: XLA:CPU's per-step buffers reused, not re-faulted.
 runtime.retain_freed_host_memory()
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vlae_jax import distributed  # noqa: E402  (imports no JAX)
 from vlae_jax import workdir as workdirs  # noqa: E402  (imports no JAX)
 
 MODES = ("train", "traverse", "sample", "reconstruct", "interpolate",
@@ -227,7 +228,7 @@ def writable_output_dir(mode, workdir):
 
 
 def run_mode(mode, config, workdir):
-  from vlae_jax import analysis, evaluate, train
+  from vlae_jax import analysis, evaluation, train
   rungs = int_list("rungs", FLAGS.rungs)
   out_dir = None
   if mode == "evaluate":  # checked before the output folder is made
@@ -275,17 +276,17 @@ def run_mode(mode, config, workdir):
     return analysis.arithmetic(
         workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs,
         out_dir=out_dir)
-  return evaluate.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed,
-                           out_dir=out_dir,
-                           classifier_steps=FLAGS.classifier_steps,
-                           decoder_images=FLAGS.decoder_images,
-                           decoder_draws=FLAGS.decoder_draws,
-                           arithmetic_triples=FLAGS.arithmetic_triples,
-                           split=FLAGS.split)
+  return evaluation.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed,
+                             out_dir=out_dir,
+                             classifier_steps=FLAGS.classifier_steps,
+                             decoder_images=FLAGS.decoder_images,
+                             decoder_draws=FLAGS.decoder_draws,
+                             arithmetic_triples=FLAGS.arithmetic_triples,
+                             split=FLAGS.split)
 
 
 def main(argv):
-  runtime.raise_if_interrupted()
+  interrupts.raise_if_interrupted()
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
   if FLAGS.mode not in MODES:
@@ -309,14 +310,14 @@ def main(argv):
   quiet_missing_cuda()
   runtime.enable_compilation_cache()
   try:
-    runtime.initialize_distributed(FLAGS.distributed)
-  except runtime.RuntimeSetupError as e:
+    distributed.initialize_distributed(FLAGS.distributed)
+  except distributed.SetupError as e:
     fail(str(e))
   import jax
   jax.devices()  # JAX's C++ start-up done: Ctrl-C may raise from here on
-  runtime.raise_if_interrupted()
-  if FLAGS.mode != "train":  # the trainer checks at its own safe points
-    runtime.interrupts_raise()
+  interrupts.raise_if_interrupted()
+  if FLAGS.mode != "train":  # the trainer records, and polls between steps
+    interrupts.raise_at_once()
   # Imported here so --help and flag errors stay fast.
   from vlae_jax import analysis, configuration, files, train
   from vlae_jax.input_pipeline import DataError
@@ -396,11 +397,8 @@ def main_interruptible(argv):
   try:
     main(argv)
   except KeyboardInterrupt:
-    name = runtime.interrupt_name()
-    what = "interrupted (Ctrl-C)" if name == "SIGINT" else f"stopped by {name}"
-    fail(f"{what} before training started or outside the training loop; "
-         "nothing was saved. Run the same command again.",
-         code=143 if name == "SIGTERM" else 130)
+    message, code = interrupts.exit_status()
+    fail(message, code=code)
 
 
 if __name__ == "__main__":

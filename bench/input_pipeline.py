@@ -9,8 +9,8 @@ cache (NumPy, stateless shuffle, a prefetch thread), beside the tf.data
 stream it replaced (rebuilt here from TensorFlow's ops, where TensorFlow is
 installed), each timed in its own process, alternating, ``--rounds`` times
 (median, min-max), and (c) the train step of the config at batch 100 (from
-docs/train_throughput.json if present). Prints a table and writes
-docs/input_pipeline.json.
+results/performance/train_throughput.json if present). Prints a table and writes
+results/performance/input_pipeline.json.
 """
 
 import argparse
@@ -29,8 +29,8 @@ from vlae_jax import datasets, files, input_pipeline  # pylint: disable=g-import
 def tf_data_stream(data, batch_size, seed):
   """The tf.data stream of earlier versions (same batches), for reference."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from vlae_jax import runtime  # pylint: disable=g-import-not-at-top
-  tf = runtime.import_tensorflow()
+  from vlae_jax import tf_gate  # pylint: disable=g-import-not-at-top
+  tf = tf_gate.import_tensorflow()
   images = tf.constant(np.asarray(data.images))
   labels = tf.constant(np.asarray(data.labels).astype(np.int32))
   num_images = len(data)
@@ -106,7 +106,7 @@ def main():
   parser.add_argument("--batches", type=int, default=200)
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
-  parser.add_argument("--out", default="docs/input_pipeline.json")
+  parser.add_argument("--out", default="results/performance/input_pipeline.json")
   args = parser.parse_args()
   if args.child:
     name, form = args.child.split(",")
@@ -119,7 +119,7 @@ def main():
   forms = (("numpy", "tfdata") if importlib.util.find_spec("tensorflow")
            else ("numpy",))
   step_rates = {}
-  path = os.path.join(ROOT, "docs", "train_throughput.json")
+  path = os.path.join(ROOT, "results", "performance", "train_throughput.json")
   if os.path.exists(path):
     for row in json.load(open(path))["rows"]:
       if row["upsample"] == "auto" and row["dtype"] == "float32":

@@ -2,7 +2,7 @@
 
     python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz
 
-Starts ``jax.distributed`` through ``vlae_jax.runtime`` (JAX_COORDINATOR_ADDRESS
+Starts ``jax.distributed`` through ``vlae_jax.distributed`` (JAX_COORDINATOR_ADDRESS
 etc.), builds the tiny digits model, feeds this process's slice of the global
 batch through ``parallel.global_batch`` and runs ``steps`` train steps of the
 same jitted function ``train.py`` uses. Process 0 writes the loss and the
@@ -22,10 +22,10 @@ def main():
   os.environ.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                     JAX_NUM_PROCESSES=num_processes, JAX_PROCESS_ID=process_id,
                     JAX_PLATFORMS="cpu")
-  from vlae_jax import runtime
+  from vlae_jax import distributed, runtime
   runtime.configure_jax(deterministic=True, preallocate=False)
   import jax
-  assert runtime.initialize_distributed("auto") is True
+  assert distributed.initialize_distributed("auto") is True
   import numpy as np
   from conftest import tiny_config
   from vlae_jax import datasets, experiment, input_pipeline, parallel, train

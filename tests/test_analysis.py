@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
-from vlae_jax import analysis, evaluate, factors, inference, train
+from vlae_jax import (analysis, evaluation, factors, inference, intervention,
+                      train)
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def write_celeba_folder(root, count=12, size=(178, 218)):
       "\n".join(f"{n} {0 if i < count - 4 else 2}" for i, n in enumerate(names)))
 
 
-def test_arithmetic_decodes_exactly_a_minus_b_plus_c(digits_workdir,
-                                                     monkeypatch):
+def test_arithmetic_decodes_exactly_c_plus_a_minus_b_in_the_chosen_rungs(
+    digits_workdir, monkeypatch):
   rng = np.random.default_rng(0)
   fake = [rng.normal(size=(6, 2)).astype(np.float32) for _ in range(3)]
   seen = {}
@@ -47,10 +48,45 @@ def test_arithmetic_decodes_exactly_a_minus_b_plus_c(digits_workdir,
                               rungs=[0, 2])
   for l in range(3):
     a, b, c = fake[l][0::3], fake[l][1::3], fake[l][2::3]
-    expected = a - b + c if l in (0, 2) else a
+    # c is the face edited: the rungs left out keep c's codes.
+    expected = c + (a - b) if l in (0, 2) else c
     np.testing.assert_array_equal(seen["codes"][l], expected)
   with Image.open(paths[0]) as im:  # 2 rows of a, b, c, result
     assert im.size == (4 * 33 + 1, 2 * 33 + 1)
+
+
+def test_the_figure_and_the_score_compute_the_same_arithmetic(
+    digits_workdir, monkeypatch):
+  """``arithmetic`` (the figure) and ``intervention.arithmetic_table``
+  (evaluate's score) decode the same codes for the same triple and rungs."""
+  rng = np.random.default_rng(1)
+  means = [rng.normal(size=(3, 2)).astype(np.float32) for _ in range(3)]
+  monkeypatch.setattr(analysis, "encode_means", lambda *a, **k: means)
+  decoded = []
+  real_decode = inference.decode_images
+
+  def spy(model, variables, codes):
+    decoded.append([np.array(c) for c in codes])
+    return real_decode(model, variables, codes)
+
+  monkeypatch.setattr(analysis, "decode_images", spy)
+  monkeypatch.setattr(intervention.inference, "decode_images", spy)
+  analysis.arithmetic(digits_workdir, [(0, 1, 2)], rungs=[1])
+  figure_codes = decoded[-1]
+  model, state = analysis.load_experiment(digits_workdir)[1:]
+  images = np.zeros((3, 8, 8, 1), np.float32)
+  labels = np.array([[1, 0], [0, 0], [0, 1]])  # a has X, b and c lack it
+  monkeypatch.setattr(intervention, "analogy_triples",
+                      lambda *a, **k: np.array([[0, 1, 2]]))
+  decoded.clear()
+  intervention.arithmetic_table(
+      model, inference.variables_of(state), images, means, labels,
+      ["X", "Y"], ["X"], lambda x: np.zeros((len(x), 2)),
+      triples_per_attribute=1)
+  # Decoded in order: all rungs, rung 0, rung 1, rung 2, then c unchanged.
+  score_codes = decoded[2]
+  for figure, score in zip(figure_codes, score_codes):
+    np.testing.assert_array_equal(figure, score)
 
 
 def test_attribute_vector_of_a_synthetic_case():
@@ -71,10 +107,10 @@ def test_probe_finds_a_planted_label_and_not_noise():
   labels = rng.integers(0, 2, 800)
   codes = rng.normal(size=(800, 4))
   planted = codes + 3.0 * labels[:, None] * np.array([1, 0, 0, 0])
-  score = evaluate.probe_score(planted[:600], labels[:600], planted[600:],
+  score = evaluation.probe_score(planted[:600], labels[:600], planted[600:],
                                labels[600:], balanced=True)
   assert score > 0.9
-  chance = evaluate.probe_score(codes[:600], labels[:600], codes[600:],
+  chance = evaluation.probe_score(codes[:600], labels[:600], codes[600:],
                                 labels[600:], balanced=True)
   assert abs(chance - 0.5) < 0.1
 
@@ -83,7 +119,7 @@ def test_active_units_counts_dimensions_that_vary():
   rng = np.random.default_rng(0)
   means = np.stack([rng.normal(size=1000), 0.05 * rng.normal(size=1000),
                     np.full(1000, 2.0)], axis=1)
-  assert evaluate.active_units(means) == 1  # variances 1, 0.0025, 0
+  assert evaluation.active_units(means) == 1  # variances 1, 0.0025, 0
 
 
 def test_interpolation_moves_only_the_chosen_rungs():
@@ -136,7 +172,7 @@ def test_sweep_covers_the_radius_grid():
 
 
 def test_evaluate_writes_metrics_and_heatmap(digits_workdir):
-  paths = evaluate.evaluate(digits_workdir, probe_train_size=300,
+  paths = evaluation.evaluate(digits_workdir, probe_train_size=300,
                             classifier_steps=50, decoder_images=100)
   metrics = json.load(open(paths[0]))
   assert metrics["test_images"] == 297 and len(metrics["mmd"]) == 3
@@ -230,7 +266,7 @@ def test_attribute_editing_on_a_tiny_celeba(tmp_path):
   with pytest.raises(analysis.AnalysisError,
                      match="unknown attribute 'Smile'; choose one of Attr0"):
     analysis.edit_attribute(workdir, "Smile", [0])
-  paths = evaluate.evaluate(workdir, probe_train_size=100,
+  paths = evaluation.evaluate(workdir, probe_train_size=100,
                             classifier_steps=20, arithmetic_triples=10)
   metrics = json.load(open(paths[0]))
   assert len(metrics["probe"]) == 40

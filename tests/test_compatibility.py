@@ -62,3 +62,24 @@ def test_a_workdir_of_the_last_version_resumes_on_the_same_batches(tmp_path):
   assert set(old.files) - {"__cpu__", "__jax__"} == set(new)
   for name in new:
     np.testing.assert_array_equal(new[name], old[name], err_msg=name)
+
+
+def test_a_workdir_of_the_commit_before_the_packages_resumes_and_evaluates(
+    tmp_path):
+  """tests/data/workdir_9c6c542: the same tiny digits run trained by commit
+  9c6c542, the last before datasets/ and evaluation/ became packages and
+  interrupts a module of its own: it resumes, draws and evaluates."""
+  workdir = tmp_path / "w"
+  shutil.copytree(os.path.join(DATA, "workdir_9c6c542"), workdir)
+  resumed = run_main(f"--workdir={workdir}", *ARGS,
+                     "--config.num_train_steps=20")
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "resuming from step 10" in resumed.stdout
+  figures = run_main("--mode=traverse", f"--workdir={workdir}", "--steps=3")
+  assert figures.returncode == 0, figures.stderr[-2000:]
+  evaluated = run_main("--mode=evaluate", f"--workdir={workdir}",
+                       "--probe_train_size=200", "--classifier_steps=20",
+                       "--decoder_images=20", "--decoder_draws=2")
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert "claim: " in evaluated.stdout
+  assert (workdir / "eval" / "metrics.json").exists()

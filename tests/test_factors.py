@@ -110,16 +110,17 @@ def test_relative_hair_and_face_colour_ignore_the_light():
 
 
 @pytest.fixture(scope="module")
-def test_faces():
+def real_test_faces():
   from conftest import CELEBA_DIR
   if not os.path.isdir(CELEBA_DIR):
     pytest.skip("../shared/data/celeba not present")
   return datasets.read_celeba_folder(CELEBA_DIR, "test", 32, workers=1).images
 
 
-def test_each_celeba_claim_measures_its_own_cause_on_real_faces(test_faces):
-  assert len(test_faces) == 660
-  response = factors.specificity(test_faces)
+def test_each_celeba_claim_measures_its_own_cause_on_real_faces(
+    real_test_faces):
+  assert len(real_test_faces) == 660
+  response = factors.specificity(real_test_faces)
   claimed = {factor for _, factor, _, _ in factors.CELEBA_CLAIMS}
   assert set(factors.CELEBA_CLAIM_CAUSES) == claimed - {"identity", "Smiling"}
   for factor, own in factors.CELEBA_CLAIM_CAUSES.items():
@@ -201,7 +202,7 @@ def test_claims_are_judged_by_the_best_rung():
 def test_identity_verifier_tells_apart_people_it_never_saw():
   """Each person a coarse colour pattern, each photo that pattern under
   its own light and noise; the verifier learns train people only."""
-  from vlae_jax import evaluate
+  from vlae_jax import evaluation
   rng = np.random.default_rng(0)
 
   def photos(people, per_person):
@@ -216,8 +217,8 @@ def test_identity_verifier_tells_apart_people_it_never_saw():
   train_faces, train_ids = photos(np.arange(12), 8)
   # Two people below VERIFIER_MIN_FACES faces: left out of the training.
   few_faces, few_ids = photos(np.array([50, 51]),
-                              evaluate.VERIFIER_MIN_FACES - 1)
-  embed, people, faces = evaluate.identity_verifier(
+                              evaluation.VERIFIER_MIN_FACES - 1)
+  embed, people, faces = evaluation.identity_verifier(
       np.concatenate([train_faces, few_faces]),
       np.concatenate([train_ids, few_ids]), steps=300)
   assert (people, faces) == (12, 96)
@@ -230,7 +231,7 @@ def test_identity_verifier_tells_apart_people_it_never_saw():
   assert seen["auc"] > 0.95, seen
   # What the training adds: the same network untrained scores lower (its
   # random features follow the light as much as the person).
-  untrained, _, _ = evaluate.identity_verifier(train_faces, train_ids, steps=0)
+  untrained, _, _ = evaluation.identity_verifier(train_faces, train_ids, steps=0)
   assert factors.verification_auc(untrained(test_faces), test_ids)["auc"] < (
       seen["auc"] - 0.08)
   # Negative control: the same faces with the people shuffled.

@@ -498,7 +498,7 @@ def test_an_unwritable_decode_cache_warns_and_the_data_still_loads(
 def test_a_truncated_decode_cache_is_rebuilt_with_a_warning(tmp_path, capsys):
   config = tiny_config(tmp_path, dataset="mnist", data_dir=MNIST_DIR)
   expected = np.asarray(datasets.load_split(config, "test").images)
-  folder = datasets._cache_folder(config, "test")
+  folder = datasets.cache.cache_folder(config, datasets.source_for(config.dataset), "test")
   images = os.path.join(folder, "images.npy")
   with open(images, "r+b") as f:
     f.truncate(os.path.getsize(images) // 3)
@@ -513,7 +513,7 @@ def test_a_truncated_decode_cache_is_rebuilt_with_a_warning(tmp_path, capsys):
 
 
 def test_tfds_offline_is_one_line_within_seconds(tmp_path):
-  if not datasets.unreachable_download_hosts(
+  if not datasets.tfds_source.unreachable_download_hosts(
       ["https://storage.googleapis.com/cvdf-datasets/mnist/"], timeout=3):
     pytest.skip("this machine can reach the TFDS download host")
   import time
@@ -535,8 +535,8 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
 
   The shared files hold the official IDX bytes re-gzipped, so the checksum
   registry that TFDS validates the download against lists those files."""
-  from vlae_jax import runtime
-  tfds = runtime.import_tfds()
+  from vlae_jax import tf_gate
+  tfds = tf_gate.import_tfds()
   from tensorflow_datasets.core import utils as tfds_utils
   from tensorflow_datasets.core.download import checksums, downloader
 
@@ -565,12 +565,12 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
   monkeypatch.setattr(downloader._Downloader, "_sync_download", local_download)
   # The offline probe would (rightly) find the official host unreachable;
   # here the download is served locally, so the builder's path is taken.
-  monkeypatch.setattr(datasets, "unreachable_download_hosts",
+  monkeypatch.setattr(datasets.tfds_source, "unreachable_download_hosts",
                       lambda urls, timeout=5.0: [])
   config = tiny_config(tmp_path, dataset="mnist",
                        tfds_data_dir=str(data_dir))
   # The project's TFDS route prepares through TFDS's builder...
-  via_tfds = datasets.read_tfds(config, "test")
+  via_tfds = datasets.mnist.read_tfds_mnist(config, "test")
   builder = tfds.builder("mnist", data_dir=str(data_dir))
   assert builder.is_prepared()
   assert builder.info.splits["train"].num_examples == 60000
@@ -588,7 +588,7 @@ def test_tfds_own_mnist_builder_from_local_files_then_training(tmp_path,
   assert via_name.label_key == "label"
   assert via_name.label_names == [str(i) for i in range(10)]
   assert sorted(key(via_name)) == sorted(key(idx))
-  assert os.path.isdir(datasets._cache_folder(generic, "test"))
+  assert os.path.isdir(datasets.cache.cache_folder(generic, datasets.source_for(generic.dataset), "test"))
   with pytest.raises(datasets.DataError, match="TFDS has no data set "
                      "'no_such_set'.*tfds.list_builders"):
     datasets.read_split(tiny_config(tmp_path, dataset="tfds:no_such_set",

@@ -293,7 +293,7 @@ def test_tfds_splits_without_a_test_split_are_cut_from_train():
     def __init__(self, splits):
       self.info = Info(splits)
 
-  pick = datasets.tfds_split_name
+  pick = datasets.tfds_source.tfds_split_name
   assert [pick(Builder(["train", "test"]), s, 0.1)
           for s in ("train", "test")] == ["train", "test"]
   assert [pick(Builder(["train", "validation"]), s, 0.1)

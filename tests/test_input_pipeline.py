@@ -111,7 +111,7 @@ def mocked_download(monkeypatch):
   """mock_data fakes TFDS's download and preparation; the project's offline
   probe of the download hosts would test this machine's network instead
   (tests/test_faults.py tests it, and TFDS's real builder, for real)."""
-  monkeypatch.setattr(datasets, "unreachable_download_hosts",
+  monkeypatch.setattr(datasets.tfds_source, "unreachable_download_hosts",
                       lambda urls, timeout=5.0: [])
 
 

@@ -62,3 +62,17 @@ def test_the_feature_classifier_learns_real_mnist():
   _, logits = sample_quality.features(model, params, test.images[:2000])
   truth = np.stack([test.labels[:2000] % 2, test.labels[:2000] >= 5], 1)
   assert sample_quality.classifier_accuracy(logits, truth) > 0.85
+
+
+def test_kid_has_an_interval_when_its_subsets_are_the_whole_sets():
+  """660 test faces and subsets of 1,000: every subset is the whole set, so
+  the subsets' std is 0; the interval over half-size subsets still varies
+  and holds the estimate."""
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(80, 8))
+  y = rng.normal(loc=0.5, size=(80, 8))
+  kid = sample_quality.kid(x, y, subsets=3, subset_size=1000)
+  assert kid["subset_size"] == 80 and kid["std"] < 1e-6
+  low, high = kid["interval"]
+  assert kid["interval_subset_size"] == 40
+  assert low < kid["mean"] < high and high - low > 0.05 * kid["mean"]

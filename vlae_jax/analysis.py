@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import jax
 import numpy as np
 
-from vlae_jax import plotting
+from vlae_jax import inference, plotting
 from vlae_jax import workdir as workdirs
 from vlae_jax.experiment import load_experiment
 from vlae_jax.inference import (decode_images, encode_means, prior_codes,
@@ -238,16 +238,11 @@ def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
       plotting.image_grid(np.stack(rows)))]
 
 
-def arithmetic_codes(z_a, z_b, z_c, rungs: Sequence[int]):
-  """Per rung ``z_a - z_b + z_c`` in ``rungs``, ``z_a`` elsewhere."""
-  return [np.asarray(a) - np.asarray(b) + np.asarray(c) if l in rungs
-          else np.asarray(a) for l, (a, b, c) in enumerate(zip(z_a, z_b, z_c))]
-
-
 def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
                rungs: Optional[Sequence[int]] = None,
                out_dir: Optional[str] = None) -> List[str]:
-  """The paper's Fig. 4: rows of a, b, c and decode(z_a - z_b + z_c).
+  """The paper's Fig. 4: rows of a, b, c and decode(z_c + z_a - z_b) in
+  ``rungs`` (``inference.arithmetic_codes``: z_c on the other rungs).
 
   ``triples`` are test-image indices ``(a, b, c)``; codes are posterior means.
   Written to ``figures/arithmetic.png``.
@@ -262,7 +257,7 @@ def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
   means = encode_means(model, variables, images)
   z_a, z_b, z_c = ([m[k::3] for m in means] for k in range(3))
   result = decode_images(model, variables,
-                         arithmetic_codes(z_a, z_b, z_c, rungs))
+                         inference.arithmetic_codes(z_a, z_b, z_c, rungs))
   grid = np.concatenate([images.reshape((len(triples), 3) + images.shape[1:]),
                          result[:, None]], axis=1)
   return [plotting.save_png(

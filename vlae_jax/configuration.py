@@ -29,36 +29,29 @@ def _positive(name, value, integer=False):
 
 
 def _data_fields(config):
-  """The fields of a folder / TFDS data set, and that the paper's data sets
-  are left with their own channels."""
-  own = {"digits": 1, "mnist": 1, "celeba": 3}
-  channels = config.get("channels", 0)
-  if config.dataset in own:
-    if channels not in (0, own[config.dataset]):
-      raise ConfigError(
-          f"--config.channels={channels!r} applies to folder and tfds:NAME "
-          f"data sets; {config.dataset} has {own[config.dataset]} (leave it "
-          "0).")
+  """The source's own complaint (channels, a missing data folder), then the
+  hash split's share of a folder / TFDS data set."""
+  source = datasets.source_for(config.dataset)
+  problem = source.config_problem(config)
+  if problem:
+    raise ConfigError(problem)
+  if source.channels is not None:
     return
-  if channels not in (0, 1, 3):
-    raise ConfigError(f"--config.channels must be 1 (grayscale) or 3 (RGB), "
-                      f"got {channels!r}.")
   fraction = config.get("test_fraction", 0.0)
   if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
       or not 0.0 <= fraction < 1.0:
     raise ConfigError(f"--config.test_fraction must be in (0, 1) (0 -> "
-                      f"{datasets.DEFAULT_TEST_FRACTION}), got {fraction!r}.")
-  if config.dataset == "folder" and not config.get("data_dir"):
-    raise ConfigError("--config.dataset=folder needs --config.data_dir=DIR, "
-                      "a folder of JPEG / PNG images.")
+                      f"{datasets.folder.DEFAULT_TEST_FRACTION}), got "
+                      f"{fraction!r}.")
 
 
 def validate(config):
   """Raises ``ConfigError`` for the first value that cannot work."""
   if not datasets.is_known(config.dataset):
     raise ConfigError(f"unknown dataset {config.dataset!r}; set "
-                      f"--config.dataset to one of {list(datasets.DATASETS)} "
-                      "(NAME: a TFDS image data set, e.g. tfds:cifar10).")
+                      f"--config.dataset to one of "
+                      f"{datasets.registry.names()} (NAME: a TFDS image data "
+                      "set, e.g. tfds:cifar10).")
   _data_fields(config)
   m = config.model
   _choice("model.combine", m.combine, models.COMBINES)

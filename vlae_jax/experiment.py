@@ -2,7 +2,7 @@
 and a trained run loaded back from its workdir.
 
 Below both the training loop (train.py) and the analysis modes
-(analysis.py, evaluate.py), so neither imports the other to build a model
+(analysis.py, the evaluation package), so neither imports the other to build a model
 or a state.
 """
 
@@ -90,12 +90,9 @@ def load_experiment(workdir: str):
 
 
 def local_data_fingerprint(config):
-  """The decode-cache fingerprint (``datasets.source_fingerprint``) of a
-  run's local data folder; None for bundled digits and TFDS data."""
-  if (config.dataset == "digits" or not config.get("data_dir")
-      or datasets.is_tfds_name(config.dataset)):
-    return None
-  return datasets.source_fingerprint(config)
+  """The decode-cache fingerprint of a run's local data folder; None for
+  bundled digits and TFDS data."""
+  return datasets.local_fingerprint(config)
 
 
 def check_data_folder(workdir: str, config, allow_change: bool = False):

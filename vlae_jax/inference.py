@@ -125,3 +125,15 @@ def prior_codes(model, key, count: int) -> List[jax.Array]:
   """Per rung ``[count, dim]`` draws from N(0, I), one key per rung."""
   return [jax.random.normal(jax.random.fold_in(key, l), (count, d))
           for l, d in enumerate(model.latent_dims)]
+
+
+def arithmetic_codes(z_a: Sequence, z_b: Sequence, z_c: Sequence,
+                     rungs: Sequence[int]) -> List[np.ndarray]:
+  """Latent arithmetic restricted to ``rungs`` (paper Fig. 4), the one
+  definition the ``arithmetic`` figure and ``evaluate``'s arithmetic score
+  both use: per rung ``z_c + (z_a - z_b)`` in ``rungs`` and ``z_c``
+  elsewhere. ``c`` is the face being edited (a has the attribute, b lacks
+  it), so the rungs left out keep what ``c`` is; with every rung it is the
+  paper's ``z_a - z_b + z_c``. Each argument is per rung ``[n, d_l]``."""
+  return [np.asarray(c) + (np.asarray(a) - np.asarray(b)) if l in rungs
+          else np.asarray(c) for l, (a, b, c) in enumerate(zip(z_a, z_b, z_c))]

@@ -340,8 +340,9 @@ def arithmetic_table(model, variables, images: np.ndarray,
     methods.update({f"rung {l}": [l] for l in range(num_rungs)})
     results = {}
     for method, rungs in methods.items():
-      codes = [m[c] + (m[a] - m[b] if l in rungs else 0.0)
-               for l, m in enumerate(means)]
+      codes = inference.arithmetic_codes([m[a] for m in means],
+                                         [m[b] for m in means],
+                                         [m[c] for m in means], rungs)
       results[method] = classify(inference.decode_images(model, variables,
                                                          codes))
     results["pixels"] = classify(np.clip(images[a] - images[b] + images[c],

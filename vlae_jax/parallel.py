@@ -6,7 +6,7 @@ inserts the collectives. The program computes exactly the single-device
 function, so the MMD of each rung and the batch-norm statistics are over the
 global batch.
 
-Several processes: once ``runtime.initialize_distributed`` has started
+Several processes: once ``distributed.initialize_distributed`` has started
 ``jax.distributed`` (an explicit ``--distributed=on`` or a complete
 multi-process launch), each process reads its own slice of every global batch
 and ``global_batch`` assembles the sharded array.

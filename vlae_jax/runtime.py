@@ -2,20 +2,15 @@
 
 Everything here reads or writes the process environment, never arrays, and
 imports nothing from the rest of vlae_jax, so ``main.py`` (and any script)
-can call it first:
+can call it first (the other start-up concerns have their own modules:
+``interrupts`` for Ctrl-C and SIGTERM, ``distributed`` for
+``jax.distributed``, ``tf_gate`` for TensorFlow):
 
 - ``configure_jax(deterministic, preallocate)``: XLA's GPU determinism flag,
   full-precision float32 matrix products, and whether this process may grab
   most of the GPU's memory up front. Only effective before JAX's first
   computation.
 - ``enable_compilation_cache()``: JAX's persistent compilation cache.
-- ``initialize_distributed(setting)``: ``jax.distributed.initialize()`` only
-  for an explicit request or a complete multi-process launch (never for a
-  SLURM job id alone: an ``salloc`` shell is one process).
-- ``import_tensorflow()`` / ``import_tfds()``: the only way vlae_jax imports
-  TensorFlow, which feeds data and must never take the GPU from JAX.
-- ``record_interrupts()`` / ``raise_if_interrupted()``: Ctrl-C and SIGTERM
-  during start-up recorded and acted on at safe points.
 - ``retain_freed_host_memory()``: glibc keeps freed memory for reuse instead
   of handing it back to the kernel, so XLA:CPU's per-step temporary buffer
   is not faulted in page by page on every step.
@@ -23,7 +18,6 @@ can call it first:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import shlex
@@ -33,7 +27,6 @@ from typing import Dict, MutableMapping, Optional
 # backward passes, no autotuning races) under this flag. Ignored on the CPU,
 # whose programs are deterministic already.
 GPU_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
-DISTRIBUTED_SETTINGS = ("auto", "on", "off")
 
 
 # glibc mallopt parameters (malloc.h).
@@ -75,10 +68,6 @@ def retain_freed_host_memory(environ: Optional[MutableMapping[str, str]] = None
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
   return all(mallopt(param, value) == 1 for param, value in (
       (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1)))
-
-
-class RuntimeSetupError(ValueError):
-  """A process set-up request that cannot work; the message says the fix."""
 
 
 def _append_xla_flag(environ: MutableMapping[str, str], flag: str):
@@ -157,199 +146,6 @@ def enable_compilation_cache():
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _int(environ, name) -> int:
-  try:
-    return int(environ.get(name, ""))
-  except ValueError:
-    return 0
-
-
-def multi_process_launch(environ: Optional[MutableMapping[str, str]] = None
-                         ) -> Optional[str]:
-  """Which launcher started this process as one of several, or None.
-
-  - ``jax``: ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` > 1.
-  - ``slurm``: a job step started by ``srun`` with more than one task
-    (``SLURM_STEP_ID`` and ``SLURM_PROCID`` set, ``SLURM_STEP_NUM_TASKS`` or
-    ``SLURM_NTASKS`` > 1). A bare ``SLURM_JOB_ID`` (an ``salloc`` or
-    ``sbatch`` shell) is one process, not a launch.
-  - ``mpi``: Open MPI's ``OMPI_COMM_WORLD_SIZE`` > 1.
-  """
-  environ = os.environ if environ is None else environ
-  if environ.get("JAX_COORDINATOR_ADDRESS") and _int(
-      environ, "JAX_NUM_PROCESSES") > 1:
-    return "jax"
-  tasks = _int(environ, "SLURM_STEP_NUM_TASKS") or _int(environ,
-                                                         "SLURM_NTASKS")
-  if ("SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ
-      and tasks > 1):
-    return "slurm"
-  if _int(environ, "OMPI_COMM_WORLD_SIZE") > 1:
-    return "mpi"
-  return None
-
-
-def initialize_distributed(setting: str = "auto",
-                           environ: Optional[MutableMapping[str, str]] = None
-                           ) -> bool:
-  """``jax.distributed.initialize()`` when asked for; True if it ran.
-
-  ``setting``: "auto" (only for a complete multi-process launch, see
-  ``multi_process_launch``), "on" (always; JAX detects the cluster), "off".
-  With ``JAX_COORDINATOR_ADDRESS`` the process count and id come from
-  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``.
-  """
-  environ = os.environ if environ is None else environ
-  if setting not in DISTRIBUTED_SETTINGS:
-    raise RuntimeSetupError(
-        f"unknown --distributed={setting!r}; choose one of "
-        f"{list(DISTRIBUTED_SETTINGS)}.")
-  launch = multi_process_launch(environ)
-  if setting == "off" or (setting == "auto" and launch is None):
-    return False
-  import jax
-  kwargs = {}
-  if environ.get("JAX_COORDINATOR_ADDRESS"):
-    missing = [n for n in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-               if not environ.get(n, "").isdigit()]
-    if missing:
-      raise RuntimeSetupError(
-          f"JAX_COORDINATOR_ADDRESS is set but {', '.join(missing)} is not an "
-          "integer; set JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process.")
-    kwargs = dict(coordinator_address=environ["JAX_COORDINATOR_ADDRESS"],
-                  num_processes=int(environ["JAX_NUM_PROCESSES"]),
-                  process_id=int(environ["JAX_PROCESS_ID"]))
-  # CPU processes need a collectives library (GPUs use NCCL regardless).
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  try:
-    jax.distributed.initialize(**kwargs)
-  except (ValueError, RuntimeError) as e:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise RuntimeSetupError(
-        f"jax.distributed.initialize() failed: {first}; set "
-        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or "
-        "run with --distributed=off for one process.") from None
-  return True
-
-
-_INTERRUPTS = []
-
-
-def _record_interrupt(signum, frame):
-  del frame
-  _INTERRUPTS.append(signum)
-
-
-def _raise_interrupt(signum, frame):
-  del frame
-  _INTERRUPTS.append(signum)
-  raise KeyboardInterrupt
-
-
-def record_interrupts():
-  """SIGINT (Ctrl-C) and SIGTERM set a flag instead of raising or killing
-  the process, until ``interrupts_raise``: raised inside JAX's C++
-  start-up, KeyboardInterrupt aborts the process, some library imports
-  swallow it, and SIGTERM's default would leave child processes (JPEG
-  decode workers) behind. Code polls ``raise_if_interrupted`` at safe
-  points."""
-  import signal
-  signal.signal(signal.SIGINT, _record_interrupt)
-  signal.signal(signal.SIGTERM, _record_interrupt)
-
-
-@contextlib.contextmanager
-def recorded_interrupts():
-  """Within the block SIGINT and SIGTERM are recorded (``interrupted``),
-  whatever was installed before, which is restored after: the training
-  loop polls between steps, saves, and stops. Outside the main thread
-  (where handlers cannot be installed) signals are left alone."""
-  import signal
-  previous = {}
-  try:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      previous[sig] = signal.signal(sig, _record_interrupt)
-  except ValueError:  # not the main thread
-    pass
-  try:
-    yield
-  finally:
-    for sig, handler in previous.items():
-      signal.signal(sig, handler)
-
-
-def interrupted() -> bool:
-  """Whether a Ctrl-C or SIGTERM was recorded."""
-  return bool(_INTERRUPTS)
-
-
-def interrupt_name() -> str:
-  """The name of the newest recorded signal ("SIGINT" when none)."""
-  import signal
-  return signal.Signals(_INTERRUPTS[-1]).name if _INTERRUPTS else "SIGINT"
-
-
-def raise_if_interrupted():
-  """KeyboardInterrupt if a signal was recorded (a safe point)."""
-  if _INTERRUPTS:
-    raise KeyboardInterrupt
-
-
-def interrupts_raise():
-  """SIGINT and SIGTERM raise KeyboardInterrupt at once (recorded, so the
-  exit message can name the signal)."""
-  import signal
-  signal.signal(signal.SIGINT, _raise_interrupt)
-  signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-def import_tensorflow():
-  """``tensorflow``, with every GPU hidden from it (JAX owns the GPU).
-
-  The hiding happens before TensorFlow creates any device; every TensorFlow
-  or TFDS import in vlae_jax goes through here. TensorFlow's C++ info and
-  warning lines (oneDNN notices) are silenced unless the user set
-  ``TF_CPP_MIN_LOG_LEVEL`` themselves.
-  """
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  # TensorFlow only gathers batches and writes summaries here: its oneDNN
-  # kernels buy nothing, and their notice escapes the redirect below once
-  # JAX has started absl's C++ logging.
-  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-  if "tensorflow" not in sys.modules and \
-      os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1"):
-    # TensorFlow >= 2.20 logs its start-up notices through C++ absl, which
-    # ignores TF_CPP_MIN_LOG_LEVEL: keep them off stderr during the import
-    # (errors still raise as Python exceptions).
-    stderr_fd = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-      sys.stderr.flush()
-      os.dup2(devnull, 2)
-      import tensorflow as tf
-    finally:
-      os.dup2(stderr_fd, 2)
-      os.close(stderr_fd)
-      os.close(devnull)
-  import tensorflow as tf
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # devices already initialised by the caller's own TF
-    if tf.config.get_visible_devices("GPU"):
-      raise
-  return tf
-
-
-def import_tfds():
-  """``tensorflow_datasets``, imported after ``import_tensorflow``."""
-  import_tensorflow()
-  import tensorflow_datasets as tfds
-  # TFDS logs a warning for every unprepared version folder it looks at.
-  import logging as std_logging
-  std_logging.getLogger("absl").addFilter(_quiet_tfds_lookup)
-  return tfds
-
-
 def quiet_library_warnings():
   """Drops Orbax's log lines and TFDS's warnings from the console: they
   narrate internals (a read-only manager's options, a handler it had to
@@ -382,7 +178,3 @@ def quiet_closed_loop_callbacks():
     previous(unraisable)
 
   sys.unraisablehook = hook
-
-
-def _quiet_tfds_lookup(record) -> bool:
-  return "has no dataset_info.json" not in record.getMessage()

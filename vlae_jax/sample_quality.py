@@ -128,21 +128,38 @@ def _kid_subset(x, y):
 
 
 def kid(features_a: np.ndarray, features_b: np.ndarray, subsets: int = 10,
-        subset_size: int = 1000, seed: int = 0) -> Dict[str, float]:
+        subset_size: int = 1000, seed: int = 0,
+        spread_subsets: int = 50) -> Dict[str, float]:
   """KID between two feature sets ``[n, d]`` and ``[m, d]``: the unbiased
   polynomial-kernel MMD^2 (``vlae_jax.mmd``) averaged over ``subsets``
-  random subsets of ``min(subset_size, n, m)`` rows of each. Returns
-  ``{"mean", "std"}`` over the subsets (the std of one subset's estimate)."""
+  random subsets of ``min(subset_size, n, m)`` rows of each.
+
+  Returns ``{"mean", "std"}`` over those subsets (the std of one subset's
+  estimate: 0 when the subsets are the whole sets) and ``"interval"``, the
+  2.5th and 97.5th percentiles of the estimate over ``spread_subsets``
+  random subsets of half that size (``"interval_subset_size"``): an
+  interval that can vary however few images there are, and wider than the
+  full-size estimate's own (a half-size estimate varies more)."""
   size = min(subset_size, len(features_a), len(features_b))
   rng = np.random.default_rng(seed)
-  values = []
-  for _ in range(subsets):
-    a = features_a[rng.choice(len(features_a), size, replace=False)]
-    b = features_b[rng.choice(len(features_b), size, replace=False)]
-    values.append(float(_kid_subset(jnp.asarray(a, jnp.float32),
-                                    jnp.asarray(b, jnp.float32))))
+
+  def estimates(count, rows):
+    values = []
+    for _ in range(count):
+      a = features_a[rng.choice(len(features_a), rows, replace=False)]
+      b = features_b[rng.choice(len(features_b), rows, replace=False)]
+      values.append(float(_kid_subset(jnp.asarray(a, jnp.float32),
+                                      jnp.asarray(b, jnp.float32))))
+    return np.asarray(values)
+
+  values = estimates(subsets, size)
+  half = max(2, size // 2)
+  spread = estimates(spread_subsets, half)
   return {"mean": float(np.mean(values)), "std": float(np.std(values)),
-          "subset_size": size, "subsets": subsets}
+          "subset_size": size, "subsets": subsets,
+          "interval": [float(np.percentile(spread, 2.5)),
+                       float(np.percentile(spread, 97.5))],
+          "interval_subset_size": half}
 
 
 def resampling_shift(base_features: np.ndarray, resampled: Sequence[np.ndarray],

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from vlae_jax import (blas, checkpoints, configuration, datasets,
-                      input_pipeline, parallel, reporting, runtime)
+                      input_pipeline, interrupts, parallel, reporting)
 from vlae_jax import experiment
 from vlae_jax import workdir as workdirs
 from vlae_jax.experiment import (TrainState, create_model, create_train_state,
@@ -352,7 +352,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False
     raise configuration.ConfigError(
         f"--config.batch_size={config.batch_size} is larger than the train "
         f"split ({len(train_data)} images); use at most {len(train_data)}.")
-  runtime.raise_if_interrupted()  # Ctrl-C before anything is written
+  interrupts.raise_if_interrupted()  # Ctrl-C before anything is written
   # One trainer per workdir; the lock goes with the process, however it ends.
   with workdirs.TrainerLock(workdir) as lock:
     model = create_model(config, train_data.images.shape[1:])
@@ -417,7 +417,7 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
   saver = _Checkpointer(manager, start if resumed else None, on_first_save)
   step = start
   try:
-    with runtime.recorded_interrupts(), _write_errors_stop(manager,
+    with interrupts.recording(), _write_errors_stop(manager,
                                                           lambda: step):
       for step in range(start + 1, config.num_train_steps + 1):
         state, metrics = step_fn(state, next(stream))
@@ -439,7 +439,7 @@ def _train_loop(config, workdir, model, state, manager, resumed, train_data,
         if step % config.image_every == 0:
           writer.images(step, reporting.sample_and_reconstruction_grids(
               model, state, test_data, jax.random.fold_in(eval_key, step)))
-        signal_name = runtime.interrupt_name() if runtime.interrupted() else None
+        signal_name = interrupts.stop_requested()
         stopping = signal_name or (deadline and time.time() >= deadline)
         if (step % config.checkpoint_every == 0
             or step == config.num_train_steps
