@@ -102,9 +102,15 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   dimensions.
   """
   config, model, state = load_experiment(workdir)
-  rungs = list(range(model.num_rungs)) if rungs is None else list(rungs)
+  # Rungs without a code (the single-code baseline's) have nothing to sweep.
+  rungs = ([l for l in range(model.num_rungs) if model.latent_dims[l]]
+           if rungs is None else list(rungs))
   for rung in rungs:
     check_rung(model, rung)
+    if not model.latent_dims[rung]:
+      raise AnalysisError(f"rung {rung} has no code (latent_dims "
+                          f"{list(model.latent_dims)}); choose a rung with "
+                          "one.")
     for d in dims or ():
       if not 0 <= d < model.latent_dims[rung]:
         raise AnalysisError(

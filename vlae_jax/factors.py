@@ -262,6 +262,8 @@ def regression_scores(train_codes, train_values, test_codes, test_values
                       ) -> Dict[str, float]:
   """Test R^2 of a kNN (k = 10) and a linear regression from codes
   ``[n, dim]`` to one factor ``[n]``, fitted on the train rows."""
+  if np.shape(train_codes)[1] == 0:  # a rung without a code predicts nothing
+    return {"knn": float("nan"), "linear": float("nan")}
   from sklearn.linear_model import LinearRegression
   from sklearn.neighbors import KNeighborsRegressor
   train_codes, test_codes = _standardised(np.asarray(train_codes, np.float64),
@@ -277,6 +279,8 @@ def classification_scores(train_codes, train_labels, test_codes, test_labels,
                           seed: int = 0) -> Dict[str, float]:
   """Test accuracy of a kNN (k = 10) and a logistic-regression classifier
   from codes ``[n, dim]`` to integer labels ``[n]``."""
+  if np.shape(train_codes)[1] == 0:  # a rung without a code predicts nothing
+    return {"knn": float("nan"), "linear": float("nan")}
   from sklearn.linear_model import LogisticRegression
   from sklearn.neighbors import KNeighborsClassifier
   train_codes, test_codes = _standardised(np.asarray(train_codes, np.float64),
@@ -349,7 +353,7 @@ def verification_auc(codes: np.ndarray, identities: np.ndarray,
   the negative Euclidean distance between standardised codes, over every
   same-identity pair and 10x as many different-identity pairs."""
   a, b, same = verification_pairs(identities, seed=seed)
-  if not same.any():
+  if not same.any() or np.shape(codes)[1] == 0:
     return {"auc": float("nan"), "same_pairs": 0}
   codes = np.asarray(codes, np.float64)
   codes = (codes - codes.mean(axis=0)) / (codes.std(axis=0) + 1e-8)

@@ -213,6 +213,9 @@ def statistic_controls(drawn_codes: Sequence[np.ndarray], n: int, draws: int,
   num_rungs = len(drawn_codes)
   out = {"positive": [], "negative": None}
   for r in range(num_rungs):
+    if drawn_codes[r].shape[1] == 0:  # a rung without a code: no control
+      out["positive"].append({"rung": r, "share": 0.0, "held": None})
+      continue
     per_image = np.stack([
         per_image_spread(drawn_codes[r][:, 0] if l == r
                          else np.zeros(n * draws), n, draws)

@@ -227,6 +227,11 @@ class InferenceRung(_Layers):
     # branch with its own weights that alone feeds the heads of z_l.
     head_input = self.branch(h, train, "head_") if self.head_branch else None
     h = self.branch(h, train)
+    if self.latent_dim == 0:
+      # A rung without a code (the single-code baseline's lower rungs): its
+      # layers feed the rung above and nothing else.
+      empty = jnp.zeros((h.shape[0], 0), jnp.float32)
+      return h, empty, empty
     flat = (h if head_input is None else head_input).reshape(h.shape[0], -1)
     # Heads in float32: they parameterise the distribution the MMD sees.
     mean = nn.Dense(self.latent_dim, name="mean")(flat.astype(jnp.float32))
@@ -266,6 +271,8 @@ class GenerativeRung(_Layers):
     if upper is None:
       h = self._project(z, out_shape, "top")
       h = self.normalize_and_activate(h, train, "top")
+    elif z.shape[-1] == 0:  # a rung without a code passes the upper one on
+      h = upper
     elif self.combine == "gated_sum":
       gate = self.param("gate", nn.initializers.constant(0.1), out_shape)
       h = upper + gate.astype(self.dtype) * self._project(z, out_shape, "z_proj")
@@ -309,7 +316,9 @@ class VLAE(nn.Module):
 
   Attributes:
     image_shape: ``(height, width, channels)`` of the data.
-    latent_dims: per rung, the size of z_l (rung 0 is the bottom).
+    latent_dims: per rung, the size of z_l (rung 0 is the bottom); 0 for a
+      rung below the top without a code (the single-code baseline: its
+      layers run, the code only enters at the top).
     rung_kinds: per rung, "conv" (4x4 stride-2 convs) or "dense".
     rung_widths: per rung, the channels/units of each of its layers.
     combine: "gated_sum" (upper + g * dense(z), g init 0.1) or "concat".

@@ -99,6 +99,9 @@ def rung_mmds(config, codes: List[jax.Array], key: jax.Array) -> jax.Array:
   """``[num_rungs]`` MMD^2 of each rung's codes against its own prior draw."""
   values = []
   for l, z in enumerate(codes):
+    if z.shape[1] == 0:  # a rung without a code: nothing to regularise
+      values.append(jnp.zeros((), jnp.float32))
+      continue
     count = config.loss.num_prior_samples or z.shape[0]
     prior = jax.random.normal(jax.random.fold_in(key, l), (count, z.shape[1]),
                               jnp.float32)
@@ -184,7 +187,9 @@ def loss_fn(params, batch_stats, batch, key, *, model, config, step=None):
     loss = config.loss.rec_weight * rec + jnp.sum(mmd_weights(config) * mmds)
     terms = {"mmd": mmds}
   metrics = {"loss": loss, "reconstruction": rec, **terms,
-             "posterior_std": jnp.stack([jnp.mean(s) for s in stds])}
+             "posterior_std": jnp.stack([
+                 jnp.mean(s) if s.shape[-1] else jnp.zeros((), jnp.float32)
+                 for s in stds])}
   return loss, (metrics, updates.get("batch_stats", {}))
 
 
@@ -196,5 +201,6 @@ def aggregate_mmd(codes: List[jax.Array], kernel: str, key: jax.Array,
   size fits. One compiled program for all rungs: no host sync per rung."""
   return jnp.stack([
       mmd(z, jax.random.normal(jax.random.fold_in(key, l), z.shape, z.dtype),
-          kernel=kernel, block_size=block_size)
+          kernel=kernel, block_size=block_size) if z.shape[1] else
+      jnp.zeros((), jnp.float32)  # a rung without a code
       for l, z in enumerate(codes)])

@@ -35,7 +35,8 @@ def probe_score(train_codes: np.ndarray, train_labels: np.ndarray,
   from sklearn.metrics import accuracy_score, balanced_accuracy_score
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
-  if balanced and len(np.unique(test_labels)) < 2:
+  if (balanced and len(np.unique(test_labels)) < 2) or \
+      np.shape(train_codes)[1] == 0:  # or a rung without a code
     return float("nan")
   if len(np.unique(train_labels)) < 2:
     return 0.5 if balanced else float(np.mean(test_labels == train_labels[0]))

@@ -83,7 +83,7 @@ def format_factors(metrics: Dict) -> List[str]:
           + _cell(stats["all_rungs"], 7, 2))
     c = decoder["controls"]
     lines.append("statistic controls: a rung's own code held by that rung "
-                 + " ".join("yes" if p["held"] else "NO"
+                 + " ".join({True: "yes", False: "NO", None: "n/a"}[p["held"]]
                             for p in c["positive"])
                  + "; independent noise held by a rung: "
                  + ("YES" if c["negative"]["held_by_any"] else "no"))

@@ -1,0 +1,26 @@
+"""The single-code baseline of celeba_small: the same encoder and decoder
+networks, one 40-dimensional code (the ladder's 4 x 10) at the top, no
+codes in the rungs below (an MMD-VAE, the paper's starting point).
+
+    python main.py --config=configs/celeba_small_vae.py --config.data_dir=../shared/data/celeba \
+        --workdir=runs/celeba_small_vae
+
+"What the ladder adds" is then one --config away: the rungs below the top
+keep their layers (h_l = f_l(h_{l-1}) in the encoder, the mirrored layers in
+the decoder) but have ``latent_dims`` 0, so the image reaches the code only
+through the whole stack, as in a plain VAE. A config rather than a flag:
+it is a different model, compared by name in results/. With one code there
+is no rung order to schedule (``rung_start_steps`` empty).
+"""
+
+from configs import celeba_small
+
+
+def get_config():
+  config = celeba_small.get_config()
+  config.name = "celeba_small_vae"
+  total = sum(config.model.latent_dims)
+  config.model.latent_dims = (0,) * (len(config.model.latent_dims) - 1) + (
+      total,)
+  config.rung_start_steps = ()
+  return config
