@@ -79,3 +79,21 @@ def test_the_design_table_lists_every_module_and_its_imports():
   actual = {name: {m for m in edges if m in graph}
             for name, edges in graph.items() if name}
   assert documented == actual
+
+
+def test_an_installed_package_holds_every_module():
+  """pyproject.toml's package list finds every folder of vlae_jax's modules
+  (a `pip install .` without a subpackage imports nothing of it)."""
+  import pytest
+  import setuptools
+  try:
+    import tomllib
+  except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    find = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]
+  found = set(setuptools.find_packages(ROOT, include=find["include"]))
+  folders = {os.path.relpath(os.path.dirname(p), ROOT).replace(os.sep, ".")
+             for p in glob.glob(os.path.join(ROOT, "vlae_jax", "**", "*.py"),
+                                recursive=True)}
+  assert folders <= found, folders - found
