@@ -16,11 +16,14 @@ is no rung order to schedule (``rung_start_steps`` empty).
 from configs import celeba_small
 
 
-def get_config():
-  config = celeba_small.get_config()
-  config.name = "celeba_small_vae"
-  total = sum(config.model.latent_dims)
-  config.model.latent_dims = (0,) * (len(config.model.latent_dims) - 1) + (
-      total,)
+def one_code(config, name: str):
+  """``config`` with the ladder's codes merged into one at the top."""
+  config.name = name
+  dims = config.model.latent_dims
+  config.model.latent_dims = (0,) * (len(dims) - 1) + (sum(dims),)
   config.rung_start_steps = ()
   return config
+
+
+def get_config():
+  return one_code(celeba_small.get_config(), "celeba_small_vae")

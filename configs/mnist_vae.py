@@ -7,13 +7,8 @@ codes in the rungs below (configs/celeba_small_vae.py says why a config).
 """
 
 from configs import mnist_hierarchy
+from configs.celeba_small_vae import one_code
 
 
 def get_config():
-  config = mnist_hierarchy.get_config()
-  config.name = "mnist_vae"
-  total = sum(config.model.latent_dims)
-  config.model.latent_dims = (0,) * (len(config.model.latent_dims) - 1) + (
-      total,)
-  config.rung_start_steps = ()
-  return config
+  return one_code(mnist_hierarchy.get_config(), "mnist_vae")

@@ -31,26 +31,31 @@ def write_celeba_folder(root, count=12, size=(178, 218)):
       "\n".join(f"{n} {0 if i < count - 4 else 2}" for i, n in enumerate(names)))
 
 
+def decode_spy(seen):
+  """``inference.decode_images`` that also appends the codes it decodes to
+  ``seen`` (a list of per-rung arrays per call)."""
+  real_decode = inference.decode_images
+
+  def spy(model, variables, codes):
+    seen.append([np.array(c) for c in codes])
+    return real_decode(model, variables, codes)
+  return spy
+
+
 def test_arithmetic_decodes_exactly_c_plus_a_minus_b_in_the_chosen_rungs(
     digits_workdir, monkeypatch):
   rng = np.random.default_rng(0)
   fake = [rng.normal(size=(6, 2)).astype(np.float32) for _ in range(3)]
-  seen = {}
+  seen = []
   monkeypatch.setattr(analysis, "encode_means", lambda *a, **k: fake)
-  real_decode = inference.decode_images
-
-  def spy(model, variables, codes):
-    seen["codes"] = [np.array(c) for c in codes]
-    return real_decode(model, variables, codes)
-
-  monkeypatch.setattr(analysis, "decode_images", spy)
+  monkeypatch.setattr(analysis, "decode_images", decode_spy(seen))
   paths = analysis.arithmetic(digits_workdir, [(0, 1, 2), (3, 4, 5)],
                               rungs=[0, 2])
   for l in range(3):
     a, b, c = fake[l][0::3], fake[l][1::3], fake[l][2::3]
     # c is the face edited: the rungs left out keep c's codes.
     expected = c + (a - b) if l in (0, 2) else c
-    np.testing.assert_array_equal(seen["codes"][l], expected)
+    np.testing.assert_array_equal(seen[-1][l], expected)
   with Image.open(paths[0]) as im:  # 2 rows of a, b, c, result
     assert im.size == (4 * 33 + 1, 2 * 33 + 1)
 
@@ -63,12 +68,7 @@ def test_the_figure_and_the_score_compute_the_same_arithmetic(
   means = [rng.normal(size=(3, 2)).astype(np.float32) for _ in range(3)]
   monkeypatch.setattr(analysis, "encode_means", lambda *a, **k: means)
   decoded = []
-  real_decode = inference.decode_images
-
-  def spy(model, variables, codes):
-    decoded.append([np.array(c) for c in codes])
-    return real_decode(model, variables, codes)
-
+  spy = decode_spy(decoded)
   monkeypatch.setattr(analysis, "decode_images", spy)
   monkeypatch.setattr(intervention.inference, "decode_images", spy)
   analysis.arithmetic(digits_workdir, [(0, 1, 2)], rungs=[1])
@@ -134,13 +134,7 @@ def test_interpolation_moves_only_the_chosen_rungs():
 def test_interpolate_decodes_a_to_b_row_by_row(digits_workdir, monkeypatch):
   from vlae_jax import datasets, experiment
   seen = []
-  real_decode = inference.decode_images
-
-  def spy(model, variables, codes):
-    seen.append([np.array(c) for c in codes])
-    return real_decode(model, variables, codes)
-
-  monkeypatch.setattr(analysis, "decode_images", spy)
+  monkeypatch.setattr(analysis, "decode_images", decode_spy(seen))
   paths = analysis.interpolate(digits_workdir, 3, 7, steps=4, rungs=[0, 2])
   assert paths[0].endswith("interpolate_3_7.png")
   with Image.open(paths[0]) as im:  # rows: rungs 0 and 2, rung 0, rung 2
