@@ -8,7 +8,7 @@ many times per step), then times each product alone, jitted, both ways,
 interleaved (XLA, BLAS, XLA, ...) ``--rounds`` times: median ms [min-max],
 GFLOP/s, and the time per step each product's choice saves. The float32
 matmul peak is measured in the same process. Writes
-docs/blas_products.json.
+results/performance/blas_products.json.
 """
 
 import argparse
@@ -83,7 +83,7 @@ def main():
   parser.add_argument("--batch", type=int, default=100)
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--out", default="docs/blas_products.json")
+  parser.add_argument("--out", default="results/performance/blas_products.json")
   args = parser.parse_args()
   if not blas.available():
     sys.exit(f"BLAS products cannot run here: {blas.unavailable_reason()}")

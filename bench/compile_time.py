@@ -6,7 +6,7 @@ Each measurement is a fresh process that builds the config's jit train step
 and times ``lower(...).compile()``: first with an empty cache folder (cold),
 then again with the folder the first process filled (warm). main.py enables
 the cache by default (~/.cache/vlae_jax/jax_compilation_cache). Writes
-docs/compile_time.json.
+results/performance/compile_time.json.
 """
 
 import argparse
@@ -51,7 +51,7 @@ def compile_seconds(name, cache):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default="mnist,celeba")
-  parser.add_argument("--out", default="docs/compile_time.json")
+  parser.add_argument("--out", default="results/performance/compile_time.json")
   args = parser.parse_args()
   rows = []
   print(f"{'config':>8} {'cold s':>8} {'cached s':>9}")

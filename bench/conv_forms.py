@@ -8,7 +8,7 @@ for the first encoder layer, whose input is the image) of every form in
 ``vlae_jax.convolutions``, interleaved (all forms of a layer in turn, then the
 next round), and prints the median ms [min-max], useful GFLOP/s (analytic
 count, ``vlae_jax.flops``) and the fastest form per layer beside a dense
-matmul peak measured in the same process. Writes docs/conv_forms.json; its
+matmul peak measured in the same process. Writes results/performance/conv_forms.json; its
 figures back ``convolutions.choose_form`` (docs/PERFORMANCE.md keeps the
 table of the forms measured slower and deleted).
 """
@@ -78,7 +78,7 @@ def main():
                       help="time the native transposed conv only up to this "
                       "many output channels (its CPU backward takes seconds "
                       "on the wider layers: 2.8 s and 9.6 s measured)")
-  parser.add_argument("--out", default="docs/conv_forms.json")
+  parser.add_argument("--out", default="results/performance/conv_forms.json")
   args = parser.parse_args()
   peak = matmul_peak()
   print(f"device: {jax.devices()[0].device_kind}; float32 matmul peak "

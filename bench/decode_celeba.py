@@ -8,7 +8,7 @@ Times ``datasets.decode_images`` (open, decode, crop 108/178, resize to
 worker counts interleaved (1, 2, 1, 2, ...), and checks every count gives the
 same bytes. Prints images/s per count, the speed-up, and the projected time of
 the full 182,732-image first run (train + test, as `main.py` decodes it) on
-16 cores at the measured per-worker rate. Writes docs/decode_celeba.json.
+16 cores at the measured per-worker rate. Writes results/performance/decode_celeba.json.
 """
 
 import argparse
@@ -35,7 +35,7 @@ def main():
   parser.add_argument("--full_size_only", type=int, default=1,
                       help="1: only the official 178x218 JPEGs (the subset "
                       "also holds half-scale copies, 4x cheaper to decode)")
-  parser.add_argument("--out", default="docs/decode_celeba.json")
+  parser.add_argument("--out", default="results/performance/decode_celeba.json")
   args = parser.parse_args()
   folder = os.path.join(args.data_dir, "img_align_celeba")
   from PIL import Image

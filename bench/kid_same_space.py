@@ -1,7 +1,7 @@
 """KID of runs trained at different image sizes, in one feature space.
 
     python bench/kid_same_space.py --workdirs runs/celeba_small,runs/celeba60 \
-        [--size 64] [--out docs/kid_same_space.json]
+        [--size 64] [--out results/performance/kid_same_space.json]
 
 `evaluate` measures KID in the features of a classifier it trains at the
 run's own image size, so a 32x32 run's KID and a 64x64 run's are in

@@ -91,7 +91,7 @@ def main():
                       help="skip the tiled form above this n*m*d*4 bytes")
   parser.add_argument("--forms", default=",".join(FORMS),
                       help="comma-separated subset of " + ",".join(FORMS))
-  parser.add_argument("--out", default="docs/mmd_scaling.json")
+  parser.add_argument("--out", default="results/performance/mmd_scaling.json")
   args = parser.parse_args()
   forms = {name: FORMS[name] for name in args.forms.split(",")}
   rows = []

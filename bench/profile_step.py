@@ -8,7 +8,7 @@ the share of FLOPs shows which parts run below the machine's matmul rate
 (memory-bound elementwise work: batch norm, activations, the optimizer).
 XLA counts no FLOPs inside the BLAS custom call (``model.matmul``, "auto"
 on a CPU): ``--matmul xla`` gives the full counts. Writes
-docs/profile_<config>.json.
+results/performance/profile_<config>.json.
 """
 
 import argparse
@@ -97,7 +97,7 @@ def main():
   step = rows["whole train step"]
   rest = step["seconds"] - rows["loss forward+backward"]["seconds"]
   print(f"optimizer + bookkeeping (step - forward+backward): {rest * 1e3:.1f} ms")
-  out = os.path.join(ROOT, "docs", f"profile_{args.config}.json")
+  out = os.path.join(ROOT, "results", "performance", f"profile_{args.config}.json")
   with open(out, "w") as f:
     json.dump(rows, f, indent=1)
   print(f"wrote {out}")

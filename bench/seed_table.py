@@ -89,7 +89,9 @@ def markdown(summary) -> str:
         ("n/a" if s["margin"] is None else
          f"{s['margin']:+.2f} [{s['margin_interval'][0]:+.2f}, "
          f"{s['margin_interval'][1]:+.2f}]"
-         + ("" if s["held"] else f" (rung {s['best_rung']})"))
+         + ("" if s["held"] else
+            " (interval reaches 0)" if s["best_rung"] == c["expected_rung"]
+            else f" (rung {s['best_rung']})"))
         for s in c["per_seed"])
     share = c["share_of_expected_rung"]
     share_text = ("n/a" if share["mean"] is None else

@@ -7,7 +7,7 @@ runtime's per-call work could matter. This times, interleaved in one process,
 k=1 (``train.train_step`` jitted, state donated, one call per batch, as
 main.py runs) against a ``lax.scan`` of the same step over a stack of k
 batches in one call, and checks the two give the same parameters. Prints
-steps/s median [min-max] per k and writes docs/steps_per_dispatch.json.
+steps/s median [min-max] per k and writes results/performance/steps_per_dispatch.json.
 """
 
 import argparse
@@ -50,7 +50,7 @@ def main():
   parser.add_argument("--steps", type=int, default=0,
                       help="steps per timed window (0: 200 for default, "
                       "20 otherwise); a multiple of every k")
-  parser.add_argument("--out", default="docs/steps_per_dispatch.json")
+  parser.add_argument("--out", default="results/performance/steps_per_dispatch.json")
   args = parser.parse_args()
   ks = [int(k) for k in args.k.split(",")]
   results = {"device": jax.devices()[0].device_kind, "configs": []}

@@ -25,7 +25,7 @@ Both steps run on the same fixed batch, interleaved (ours, torch, ours, ...)
 ``--rounds`` times; the script prints images/s as median [min-max], the ratio
 ours / PyTorch, useful MFU (``vlae_jax.flops``) against a float32 matmul peak
 measured in this process for each framework, and writes
-docs/torch_reference.json.
+results/performance/torch_reference.json.
 """
 
 import argparse
@@ -259,7 +259,7 @@ def main():
   parser.add_argument("--torch_forms", default="eager",
                       help="eager, compiled (torch.compile) or both, "
                       "comma-separated")
-  parser.add_argument("--out", default="docs/torch_reference.json")
+  parser.add_argument("--out", default="results/performance/torch_reference.json")
   args = parser.parse_args()
   torch_forms = args.torch_forms.split(",")
   if set(torch_forms) - {"eager", "compiled"}:

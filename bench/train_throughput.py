@@ -8,7 +8,7 @@ For each config and upsampling form: compiles the jit train step (state
 donated), runs it on a fixed random batch, and reports steps/s, images/s,
 model FLOPs per step from the compiled step's cost analysis, and the achieved
 FLOP/s as a fraction of a dense float32 matrix-product peak measured in the
-same process. Writes docs/train_throughput.json.
+same process. Writes results/performance/train_throughput.json.
 """
 
 import argparse
@@ -101,7 +101,7 @@ def main():
   parser.add_argument("--max_batch_cap", type=int, default=0,
                       help="also time the largest batch (100 * 2^k) up to "
                       "this cap whose step fits in memory; 0: skip")
-  parser.add_argument("--out", default="docs/train_throughput.json")
+  parser.add_argument("--out", default="results/performance/train_throughput.json")
   args = parser.parse_args()
   peak = matmul_peak()
   device = jax.devices()[0].device_kind

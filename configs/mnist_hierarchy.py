@@ -17,7 +17,7 @@ chosen by the recipe screens in docs/FIDELITY.md:
 both sides: resampling rung 0 / 1 / 2 controls 0.50 of stroke thickness,
 0.68 of inclination, 0.59 of the digit; the codes predict thickness R^2
 0.55 at the bottom, inclination 0.69 in the middle, the digit (kNN) 0.80
-at the top; KID of prior samples 0.30 (docs/mnist_hierarchy6939_metrics.json;
+at the top; KID of prior samples 0.30 (results/mnist_hierarchy_6939/test_metrics.json;
 configs/mnist.py at 30 minutes: digit kNN 0.24 / 0.44 / 0.56, KID 0.49).
 """
 

@@ -60,28 +60,6 @@ def test_a_recipes_own_value_replaces_the_as_screened_one():
                                                                   100, 100)
 
 
-def screened_rows():
-  """(screen file, row) for each recipe screened on today's celeba_small
-  (screens 3 on; each file a list of rows)."""
-  for path in sorted(glob.glob(os.path.join(
-      ROOT, "docs", "recipe_screen_celeba32_*.json"))):
-    if int(path.rsplit("_", 1)[1].split(".")[0]) < 3:
-      continue  # screens 1-2 ran on the 64x64 celeba_small
-    with open(path) as f:
-      for row in json.load(f):
-        yield os.path.basename(path), row
-
-
-@pytest.mark.parametrize("screen,row", list(screened_rows()),
-                         ids=lambda v: v if isinstance(v, str) else v["recipe"])
-def test_a_recorded_screen_reruns_with_the_same_config(screen, row):
-  # Screens 3-10 ran on celeba_small as it was before it took screen 10's
-  # lead; their recorded flags hold the recipe's own flags only.
-  recorded = parsed_config(row["recipe"], recipe_study.as_screened(
-      recipe_study.CELEBA_SMALL_AS_SCREENED, row["overrides"]))
-  assert recorded.to_dict() == parsed_config(row["recipe"]).to_dict(), screen
-
-
 def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
@@ -97,12 +75,47 @@ def test_screened_recipes_keep_the_config_they_ran_on():
   assert tuple(top_down.rung_start_steps) == (450, 300, 150, 0)
 
 
+def published_config(name):
+  """configs/published/NAME.py's config, as main.py reads it."""
+  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'published', name)}.py"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+  values(argv)
+  return values.config.to_dict()
+
+
+def as_lists(value):
+  if isinstance(value, (list, tuple)):
+    return [as_lists(v) for v in value]
+  if isinstance(value, dict):
+    return {k: as_lists(v) for k, v in value.items()}
+  return value
+
+
+def published_runs(prefix):
+  """The config.json of each published run under results/ named PREFIX*."""
+  return sorted(glob.glob(os.path.join(ROOT, "results", prefix + "*",
+                                       "config.json")))
+
+
 def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
-  """configs/celeba_small.py = screen 10's rung1_last, as its 8,086-step
-  run (docs/celeba60e_metrics.json) was trained."""
+  """configs/celeba_small.py = screen 10's rung1_last at 8,086 steps = the
+  frozen configs/published/celeba_small_8086.py; a change to celeba_small
+  must leave the published config as it is (and say so here)."""
   lead = parsed_config("celeba_small_rung0_two_layers_rung1_last").to_dict()
   config = parsed_config("celeba_small", []).to_dict()
   lead["num_train_steps"] = config["num_train_steps"]
   assert config == lead
-  with open(os.path.join(ROOT, "docs", "celeba60e_metrics.json")) as f:
-    assert json.load(f)["step"] == config["num_train_steps"] == 8086
+  assert as_lists(config) == as_lists(published_config("celeba_small_8086"))
+
+
+def test_every_published_celeba_run_is_the_frozen_config_but_its_seed():
+  frozen = as_lists(published_config("celeba_small_8086"))
+  runs = published_runs("celeba_small_seed")
+  assert runs, "results/ has no published celeba_small run"
+  for path in runs:
+    with open(path) as f:
+      recorded = json.load(f)
+    assert f"seed{recorded['seed']}" in path
+    recorded.update(seed=0, data_dir="")
+    assert recorded == frozen, path
