@@ -282,8 +282,11 @@ def test_bad_config_values_are_one_line_exit_2(tmp_path):
       (["--config.num_train_steps=-5"], "num_train_steps must be a positive"),
       (["--config.model.rung_widths=((8, 0), (4,), (4,))"],
        "rung_widths[0] must be a positive integer"),
-      (["--config.model.latent_dims=(2, 0, 2)"],
+      (["--config.model.latent_dims=(2, -1, 2)"],
        "latent_dims[1] must be a positive integer"),
+      # 0 below the top is a rung without a code; the top needs one.
+      (["--config.model.latent_dims=(2, 2, 0)"],
+       "latent_dims[2] must be a positive integer"),
       (["--config.rung_start_steps=(100, 0)"],
        "rung_start_steps has 2 entries but the model has 3 rungs"),
       (["--config.rung_start_steps=(100, 50, 10)"],
