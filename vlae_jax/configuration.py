@@ -122,8 +122,12 @@ def validate(config):
           f"model.{name} has {len(m[name])} entries but model.latent_dims has "
           f"{num_rungs} rungs; give one entry per rung.")
   for l, dim in enumerate(m.latent_dims):
-    if l < num_rungs - 1 and dim == 0 and not isinstance(dim, bool):
-      continue  # a rung without a code (the single-code baseline)
+    if dim == 0 and not isinstance(dim, bool):
+      if l < num_rungs - 1:
+        continue  # a rung without a code (the single-code baseline)
+      raise ConfigError(
+          f"--config.model.latent_dims[{l}] must be a positive integer, got "
+          "0: the top rung needs a code (only rungs below it may be 0).")
     _positive(f"model.latent_dims[{l}]", dim, integer=True)
   for l, (kind, widths) in enumerate(zip(m.rung_kinds, m.rung_widths)):
     _choice(f"model.rung_kinds[{l}]", kind, models.LAYER_KINDS)
