@@ -109,13 +109,26 @@ def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
   assert as_lists(config) == as_lists(published_config("celeba_small_8086"))
 
 
-def test_every_published_celeba_run_is_the_frozen_config_but_its_seed():
-  frozen = as_lists(published_config("celeba_small_8086"))
-  runs = published_runs("celeba_small_seed")
-  assert runs, "results/ has no published celeba_small run"
+@pytest.mark.parametrize("frozen_name,prefix", [
+    ("celeba_small_8086", "celeba_small_seed"),
+    ("mnist_hierarchy_6939", "mnist_hierarchy_seed")])
+def test_every_published_run_is_its_frozen_config_but_the_seed(frozen_name,
+                                                                prefix):
+  frozen = as_lists(published_config(frozen_name))
+  runs = published_runs(prefix)
+  assert len(runs) == 3, runs
   for path in runs:
     with open(path) as f:
       recorded = json.load(f)
     assert f"seed{recorded['seed']}" in path
     recorded.update(seed=0, data_dir="")
     assert recorded == frozen, path
+
+
+def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
+  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+  values(argv)
+  assert as_lists(values.config.to_dict()) == as_lists(
+      published_config("mnist_hierarchy_6939"))
