@@ -23,6 +23,16 @@ def popen_main(*args):
                           stderr=subprocess.STDOUT, text=True)
 
 
+def popen_endless_run(workdir):
+  """A tiny run that only a signal ends: no checkpoint, evaluation or
+  image grid before its millionth step."""
+  return popen_main(f"--workdir={workdir}", *TINY,
+                    "--config.num_train_steps=1000000",
+                    "--config.checkpoint_every=1000000",
+                    "--config.eval_every=1000000",
+                    "--config.image_every=1000000")
+
+
 def final_params(workdir):
   _, _, state = experiment.load_experiment(str(workdir))
   return int(state.step), jax.device_get(state.params)
@@ -58,11 +68,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
 
 def test_sigint_saves_the_current_step_and_exits_0(tmp_path):
   workdir = tmp_path / "w"
-  proc = popen_main(f"--workdir={workdir}", *TINY,
-                    "--config.num_train_steps=1000000",
-                    "--config.checkpoint_every=1000000",
-                    "--config.eval_every=1000000",
-                    "--config.image_every=1000000")
+  proc = popen_endless_run(workdir)
   for line in proc.stdout:
     if line.startswith("step "):
       break
@@ -369,11 +375,7 @@ def test_ctrl_c_at_any_moment_stops_promptly_and_cleanly(tmp_path, moment):
   the process exists (start-up: recorded), after its first line (start-up
   done, data and compile), after its first progress line (the loop)."""
   workdir = tmp_path / "w"
-  proc = popen_main(f"--workdir={workdir}", *TINY,
-                    "--config.num_train_steps=1000000",
-                    "--config.checkpoint_every=1000000",
-                    "--config.eval_every=1000000",
-                    "--config.image_every=1000000")
+  proc = popen_endless_run(workdir)
   head = []
   if moment != "at once":
     for line in proc.stdout:
