@@ -184,6 +184,11 @@ flags.DEFINE_integer("decoder_draws", 8,
                      "evaluate: draws per image and rung on the decoder side.")
 flags.DEFINE_integer("arithmetic_triples", 200,
                      "evaluate (CelebA): analogy triples per attribute.")
+flags.DEFINE_integer("checkpoint_step", None,
+                     "Analysis modes: the saved step to analyse instead of "
+                     "the newest (config.keep_checkpoint_every keeps a "
+                     "curve's steps); outputs go to <eval or figures>/"
+                     "step_<N> unless --output_dir is given.")
 flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                   "Multi-process JAX: 'auto' starts jax.distributed only in a "
                   "complete multi-process launch (srun with several tasks, "
@@ -205,6 +210,10 @@ def writable_output_dir(mode, workdir):
   work: --output_dir, else <workdir>/eval or <workdir>/figures."""
   workdirs.read_saved_config(workdir)  # a training workdir, readable
   output_dir = workdirs.expand_path(FLAGS.output_dir or "")
+  if not output_dir and FLAGS.checkpoint_step is not None:
+    # An earlier step's outputs beside, not over, the newest's.
+    output_dir = os.path.join(workdirs.output_dir(workdir, mode),
+                              f"step_{FLAGS.checkpoint_step}")
   folder = output_dir or workdirs.output_dir(workdir, mode)
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
   # The folders this check makes are removed again: the mode makes them
@@ -236,6 +245,11 @@ def run_mode(mode, config, workdir):
                         ("decoder_draws", 2), ("arithmetic_triples", 1)):
       if getattr(FLAGS, name) < least:
         fail(f"--{name} must be >= {least}, got {getattr(FLAGS, name)}.")
+  step = FLAGS.checkpoint_step
+  if step is not None and (mode == "train" or step < 0):
+    fail(f"--checkpoint_step={step}: " + (
+        "training always resumes from the newest checkpoint; drop the flag."
+        if mode == "train" else "use a saved step >= 0."))
   if mode != "train":
     out_dir = writable_output_dir(mode, workdir)
   images = int_list("images", FLAGS.images)
@@ -249,12 +263,14 @@ def run_mode(mode, config, workdir):
   if mode == "traverse":
     return analysis.traverse(workdir, radius=FLAGS.radius, steps=FLAGS.steps,
                              seed=FLAGS.seed, gif=FLAGS.gif, rungs=rungs,
-                             dims=int_list("dims", FLAGS.dims), out_dir=out_dir)
+                             dims=int_list("dims", FLAGS.dims), out_dir=out_dir,
+                             checkpoint_step=step)
   if mode == "sample":
-    return analysis.sample(workdir, seed=FLAGS.seed, out_dir=out_dir)
+    return analysis.sample(workdir, seed=FLAGS.seed, out_dir=out_dir,
+                           checkpoint_step=step)
   if mode == "reconstruct":
     return analysis.reconstruct_figure(workdir, FLAGS.count, FLAGS.start,
-                                       out_dir=out_dir)
+                                       out_dir=out_dir, checkpoint_step=step)
   if mode == "interpolate":
     images = images or [0, 1]
     if len(images) != 2:
@@ -262,27 +278,27 @@ def run_mode(mode, config, workdir):
            f"{images}.")
     return analysis.interpolate(workdir, images[0], images[1],
                                 steps=FLAGS.steps, rungs=rungs,
-                                out_dir=out_dir)
+                                out_dir=out_dir, checkpoint_step=step)
   if mode == "arithmetic":
     if FLAGS.attribute:
       return analysis.edit_attribute(workdir, FLAGS.attribute,
                                      images or list(range(8)),
                                      strength=FLAGS.strength, rungs=rungs,
-                                     out_dir=out_dir)
+                                     out_dir=out_dir, checkpoint_step=step)
     images = images or [0, 1, 2]
     if len(images) % 3:
       fail(f"--images takes test indices in triples a,b,c for arithmetic, "
            f"got {len(images)} indices.")
     return analysis.arithmetic(
         workdir, [images[i:i + 3] for i in range(0, len(images), 3)], rungs,
-        out_dir=out_dir)
+        out_dir=out_dir, checkpoint_step=step)
   return evaluation.evaluate(workdir, FLAGS.probe_train_size, FLAGS.seed,
                              out_dir=out_dir,
                              classifier_steps=FLAGS.classifier_steps,
                              decoder_images=FLAGS.decoder_images,
                              decoder_draws=FLAGS.decoder_draws,
                              arithmetic_triples=FLAGS.arithmetic_triples,
-                             split=FLAGS.split)
+                             split=FLAGS.split, checkpoint_step=step)
 
 
 def main(argv):

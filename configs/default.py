@@ -108,5 +108,8 @@ def get_config():
   config.num_eval_batches = 0     # 0 -> the whole test split
   config.image_every = 1000       # sample / reconstruction grids to TensorBoard
   config.checkpoint_every = 1000
-  config.keep_checkpoints = 3
+  config.keep_checkpoints = 3     # the newest this many
+  # Also keep every checkpoint whose step is a multiple of this (0: none):
+  # the points of a training curve, for `--checkpoint_step` analyses.
+  config.keep_checkpoint_every = 0
   return config

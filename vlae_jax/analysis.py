@@ -86,7 +86,8 @@ def check_rung(model, rung: Optional[int]):
 def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
              gif: bool = False, rungs: Optional[Sequence[int]] = None,
              dims: Optional[Sequence[int]] = None,
-             out_dir: Optional[str] = None) -> List[str]:
+             out_dir: Optional[str] = None,
+             checkpoint_step: Optional[int] = None) -> List[str]:
   """The paper's Fig. 2/3 and more, per rung; returns the files written.
 
   For each rung l, under ``<workdir>/figures/``:
@@ -101,7 +102,7 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
   ``dims`` restricts the per-dimension rows (``dims_rung``, GIF) to those
   dimensions.
   """
-  config, model, state = load_experiment(workdir)
+  config, model, state = load_experiment(workdir, checkpoint_step)
   # Rungs without a code (the single-code baseline's) have nothing to sweep.
   rungs = ([l for l in range(model.num_rungs) if model.latent_dims[l]]
            if rungs is None else list(rungs))
@@ -155,9 +156,10 @@ def traverse(workdir: str, radius: float = 3.0, steps: int = 9, seed: int = 0,
 
 
 def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0,
-           out_dir: Optional[str] = None) -> List[str]:
+           out_dir: Optional[str] = None,
+           checkpoint_step: Optional[int] = None) -> List[str]:
   """``figures/samples.png``: a rows x cols grid decoded from prior draws."""
-  _, model, state = load_experiment(workdir)
+  _, model, state = load_experiment(workdir, checkpoint_step)
   if rows < 1 or cols < 1:
     raise AnalysisError(f"need rows, cols >= 1, got {rows}x{cols}.")
   codes = prior_codes(model, jax.random.PRNGKey(seed), rows * cols)
@@ -168,14 +170,15 @@ def sample(workdir: str, rows: int = 8, cols: int = 8, seed: int = 0,
 
 
 def reconstruct_figure(workdir: str, count: int = 16, start: int = 0,
-                       out_dir: Optional[str] = None) -> List[str]:
+                       out_dir: Optional[str] = None,
+                       checkpoint_step: Optional[int] = None) -> List[str]:
   """``figures/reconstructions.png``: test images (top) over reconstructions.
 
   The images are ``count`` consecutive test images from index ``start``,
   reconstructed from their posterior means.
   """
   from vlae_jax import datasets
-  config, model, state = load_experiment(workdir)
+  config, model, state = load_experiment(workdir, checkpoint_step)
   test = datasets.load_split(config, "test")
   if count < 1 or not 0 <= start or start + count > len(test):
     raise AnalysisError(f"images {start}..{start + count - 1} are outside the "
@@ -219,13 +222,14 @@ def interpolation_codes(start, end, rungs: Sequence[int], steps: int):
 
 def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
                 rungs: Optional[Sequence[int]] = None,
-                out_dir: Optional[str] = None) -> List[str]:
+                out_dir: Optional[str] = None,
+                checkpoint_step: Optional[int] = None) -> List[str]:
   """``figures/interpolate_{a}_{b}.png``: row per setting, image a -> b.
 
   The first row moves every chosen rung at once; then one row per chosen rung
   moving that rung alone, so the rows show what each rung changes.
   """
-  config, model, state = load_experiment(workdir)
+  config, model, state = load_experiment(workdir, checkpoint_step)
   rungs = parse_rungs(model, rungs)
   if steps < 2:
     raise AnalysisError(f"need steps >= 2, got {steps}.")
@@ -246,14 +250,15 @@ def interpolate(workdir: str, index_a: int, index_b: int, steps: int = 9,
 
 def arithmetic(workdir: str, triples: Sequence[Sequence[int]],
                rungs: Optional[Sequence[int]] = None,
-               out_dir: Optional[str] = None) -> List[str]:
+               out_dir: Optional[str] = None,
+               checkpoint_step: Optional[int] = None) -> List[str]:
   """The paper's Fig. 4: rows of a, b, c and decode(z_c + z_a - z_b) in
   ``rungs`` (``inference.arithmetic_codes``: z_c on the other rungs).
 
   ``triples`` are test-image indices ``(a, b, c)``; codes are posterior means.
   Written to ``figures/arithmetic.png``.
   """
-  config, model, state = load_experiment(workdir)
+  config, model, state = load_experiment(workdir, checkpoint_step)
   rungs = parse_rungs(model, rungs)
   flat = [i for t in triples for i in t]
   if not triples or any(len(t) != 3 for t in triples):
@@ -288,7 +293,8 @@ def attribute_vectors(codes: Sequence[np.ndarray], present: np.ndarray
 def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
                    strength: float = 1.5, rungs: Optional[Sequence[int]] = None,
                    max_train_images: int = 5000,
-                   out_dir: Optional[str] = None) -> List[str]:
+                   out_dir: Optional[str] = None,
+                   checkpoint_step: Optional[int] = None) -> List[str]:
   """Adds ``strength`` x the attribute vector to chosen test faces.
 
   The attribute vector of each rung is the mean posterior code of training
@@ -298,7 +304,7 @@ def edit_attribute(workdir: str, attribute: str, indices: Sequence[int],
   all of them, then one row per rung).
   """
   from vlae_jax import datasets
-  config, model, state = load_experiment(workdir)
+  config, model, state = load_experiment(workdir, checkpoint_step)
   rungs = parse_rungs(model, rungs)
   train_split = datasets.load_split(config, "train")
   if train_split.label_key != "attributes":

@@ -144,12 +144,14 @@ def structure_differences(saved_tree, abstract_state) -> List[str]:
   return diffs
 
 
-def make_manager(workdir: str, keep: int = 3, read_only: bool = False
-                 ) -> ocp.CheckpointManager:
-  """Orbax manager of ``<workdir>/checkpoints``; ``read_only`` for the
-  analysis modes (creates, cleans and deletes nothing)."""
+def make_manager(workdir: str, keep: int = 3, read_only: bool = False,
+                 keep_every: int = 0) -> ocp.CheckpointManager:
+  """Orbax manager of ``<workdir>/checkpoints``: the newest ``keep``, and
+  every step that is a multiple of ``keep_every`` (0: none); ``read_only``
+  for the analysis modes (creates, cleans and deletes nothing)."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=not read_only, read_only=read_only,
+      max_to_keep=keep, keep_period=keep_every or None,
+      create=not read_only, read_only=read_only,
       cleanup_tmp_directories=False, enable_async_checkpointing=not read_only)
   # The handler named up front, so item_metadata works before any restore.
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
@@ -240,8 +242,12 @@ def _set_aside(manager, path: str) -> str:
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
-                   set_aside: bool = False, changed_fields=()) -> Optional[Any]:
+                   set_aside: bool = False, changed_fields=(),
+                   only_step: Optional[int] = None) -> Optional[Any]:
   """The newest checkpoint that restores and matches its manifest, or None.
+
+  ``only_step``: that step's checkpoint or None (no fall-back to another
+  step: an analysis asked for that step, e.g. a point of a training curve).
 
   - damaged (unreadable files, a format error, a checksum that does not
     match): skipped with a warning naming it and why; with ``set_aside``
@@ -257,7 +263,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
   finalised checkpoint without one has lost it).
   """
   directory = str(manager.directory)
-  for step in sorted(manager.all_steps(), reverse=True):
+  steps = sorted(manager.all_steps(), reverse=True)
+  if only_step is not None:
+    steps = [s for s in steps if s == only_step]
+  for step in steps:
     path = os.path.join(directory, str(step))
     problem = None
     try:

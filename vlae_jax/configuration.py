@@ -106,6 +106,17 @@ def validate(config):
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)
+  keep_every = config.get("keep_checkpoint_every", 0)
+  if not isinstance(keep_every, int) or isinstance(keep_every, bool) or \
+      keep_every < 0:
+    raise ConfigError(f"--config.keep_checkpoint_every must be an integer "
+                      f">= 0 (0: only the newest keep_checkpoints), got "
+                      f"{keep_every!r}.")
+  if keep_every and keep_every % config.checkpoint_every:
+    raise ConfigError(
+        f"--config.keep_checkpoint_every={keep_every} is not a multiple of "
+        f"checkpoint_every={config.checkpoint_every}, so no checkpoint would "
+        "be kept by it; use a multiple.")
   import jax  # the device count decides how the batch splits
   if config.batch_size % jax.device_count():
     raise ConfigError(

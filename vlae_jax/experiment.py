@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, Optional
 
 import flax
 import jax
@@ -58,10 +58,12 @@ def create_train_state(config, model: models.VLAE) -> TrainState:
       skipped_updates=jnp.zeros((), jnp.int32))
 
 
-def load_experiment(workdir: str):
-  """``(config, model, state)`` of a workdir's newest valid checkpoint.
+def load_experiment(workdir: str, step: Optional[int] = None):
+  """``(config, model, state)`` of a workdir's newest valid checkpoint, or
+  of its checkpoint at ``step`` (the analysis modes' --checkpoint_step).
 
-  Raises ``WorkdirError`` (one line, with the fix) when there is none.
+  Raises ``WorkdirError`` (one line, with the fix) when there is none, or
+  none at ``step`` (naming the steps there are).
   """
   config = workdirs.load_config(workdir)
   model = create_model(config)
@@ -73,9 +75,20 @@ def load_experiment(workdir: str):
   manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
                                      read_only=True)
   try:
-    state = checkpoints.restore_latest(manager, abstract)
+    saved_steps = sorted(manager.all_steps())
+    if step is not None and step not in saved_steps:
+      raise workdirs.WorkdirError(
+          f"workdir {workdir!r} has no checkpoint at step {step}; it keeps "
+          f"steps {', '.join(map(str, saved_steps)) or 'none'}: pass one of "
+          "them to --checkpoint_step (config.keep_checkpoints and "
+          "config.keep_checkpoint_every decide which a run keeps).")
+    state = checkpoints.restore_latest(manager, abstract, only_step=step)
   finally:
     manager.close()
+  if state is None and step is not None:
+    raise workdirs.WorkdirError(
+        f"checkpoint {step} of workdir {workdir!r} is unreadable (the "
+        "warning above says why); pass another --checkpoint_step.")
   if state is None:
     raise workdirs.WorkdirError(
         f"workdir {workdir!r} has no readable checkpoint; train first with "

@@ -296,8 +296,9 @@ def _restore(config, workdir: str, model, lock, changed_fields):
     raise workdirs.WorkdirError(
         f"workdir {workdir!r} is read-only; pass a --workdir in a writable "
         "folder.")
-  manager = checkpoints.make_manager(workdir, config.keep_checkpoints,
-                                     read_only=lock.read_only)
+  manager = checkpoints.make_manager(
+      workdir, config.keep_checkpoints, read_only=lock.read_only,
+      keep_every=config.get("keep_checkpoint_every", 0))
   # Restored before config.json is rewritten: an incompatible checkpoint is
   # refused with the workdir untouched.
   had_checkpoints = bool(manager.all_steps())

@@ -150,7 +150,8 @@ def _normalise(value):
 # Fields that change how a run is trained or logged, not what the model is:
 # a resumed run may change them freely.
 RUN_FIELDS = ("num_train_steps", "log_every", "eval_every", "num_eval_batches",
-              "image_every", "checkpoint_every", "keep_checkpoints", "name",
+              "image_every", "checkpoint_every", "keep_checkpoints",
+              "keep_checkpoint_every", "name",
               "data_dir", "tfds_data_dir", "cache_dir", "skip_nonfinite",
               "deterministic", "decode_workers", "max_train_minutes",
               "labels_file")

@@ -38,16 +38,18 @@ def evaluate(workdir: str, probe_train_size: int = 10000, seed: int = 0,
              out_dir: Optional[str] = None, classifier_steps: int = 1000,
              quality_images: int = 5000, decoder_images: int = 500,
              decoder_draws: int = 8, arithmetic_triples: int = 200,
-             split: str = "test") -> List[str]:
+             split: str = "test",
+             checkpoint_step: Optional[int] = None) -> List[str]:
   """Measures the run in ``workdir`` on ``split`` and writes the report;
   returns the paths written.
 
   ``split``: "test" (reported results) or "validation" (choosing recipes,
   budgets and factor definitions). ``classifier_steps=0`` skips everything
   that needs the trained classifier (KID, the classifier factors of the
-  decoder side, face arithmetic).
+  decoder side, face arithmetic). ``checkpoint_step``: measure that saved
+  step instead of the newest.
   """
-  run = context.load(workdir, split, probe_train_size, seed)
+  run = context.load(workdir, split, probe_train_size, seed, checkpoint_step)
   metrics = {"workdir": workdir, "step": int(run.state.step),
              "dataset": run.config.dataset, "split": split,
              "test_images": len(run.test), "skipped": run.skipped}

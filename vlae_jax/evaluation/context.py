@@ -5,7 +5,7 @@ domain's measures; computed once."""
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -67,11 +67,13 @@ class Run:
             if self.has_attributes else ())
 
 
-def load(workdir: str, split: str, probe_train_size: int, seed: int) -> Run:
-  """The run in ``workdir`` and the split it is measured on."""
+def load(workdir: str, split: str, probe_train_size: int, seed: int,
+         checkpoint_step: Optional[int] = None) -> Run:
+  """The run in ``workdir`` (its newest checkpoint, or the one at
+  ``checkpoint_step``) and the split it is measured on."""
   if split not in SPLITS:
     raise ValueError(f"split {split!r}: use one of {SPLITS}.")
-  config, model, state = experiment.load_experiment(workdir)
+  config, model, state = experiment.load_experiment(workdir, checkpoint_step)
   variables = inference.variables_of(state)
   test = datasets.load_split(config, split)
   train_split = datasets.load_split(config, "train")
