@@ -4,9 +4,11 @@
     python bench/torch_reference.py [--configs mnist,celeba] [--rounds 5]
 
 ``TorchVLAE`` builds, for any config, the network ``vlae_jax.models.VLAE``
-builds: the same layers, widths, batch norm (momentum 0.1 = Flax's 0.9),
-leaky ReLU 0.1, heads, combine and decoder, asserting the same parameter
-count. Its train step is the same objective (``rec_weight`` x L1 through a
+builds: the same layers (4x4 convs of stride 2, or 1 where
+``model.rung_strides`` says), widths, batch norm (momentum 0.1 = Flax's
+0.9), leaky ReLU 0.1, heads (with ``model.rung_std_ceilings`` and floors),
+combine, the progressive schedule's code scales and the decoder, asserting
+the same parameter count. Its train step is the same objective (``rec_weight`` x L1 through a
 sigmoid + ``mmd_weight`` x the reference-kernel V-statistic MMD^2 per rung
 against a fresh N(0, I) draw; the config's reconstruction: L1 or L2 through
 a sigmoid, or Bernoulli cross-entropy) and Adam (``fused=True``), eager,
@@ -71,16 +73,24 @@ def _nchw(h, shape):
 
 
 class TorchInferenceRung(nn.Module):
-  """``models.InferenceRung``: layers, then mean and std heads."""
+  """``models.InferenceRung``: layers (4x4 convs of stride 2 or 1, or
+  dense), then mean and std heads (std in [floor, ceiling] when a ceiling
+  is set)."""
 
-  def __init__(self, kind, shapes, dim, norm, act, std_floor):
+  def __init__(self, kind, shapes, strides, dim, norm, act, std_floor,
+               std_ceiling):
     super().__init__()
-    self.kind, self.std_floor = kind, std_floor
+    self.kind, self.std_floor, self.std_ceiling = kind, std_floor, std_ceiling
     self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
-    for before, after in zip(shapes[:-1], shapes[1:]):
-      self.layers.append(nn.Conv2d(before[-1], after[-1], 4, 2, 1)
-                         if kind == "conv" else
-                         nn.Linear(math.prod(before), after[0]))
+    for before, after, stride in zip(shapes[:-1], shapes[1:], strides):
+      if kind == "conv" and stride == 1:
+        # 'SAME' for an even kernel pads 1 before and 2 after, like XLA.
+        layer = nn.Conv2d(before[-1], after[-1], 4, 1, padding="same")
+      elif kind == "conv":
+        layer = nn.Conv2d(before[-1], after[-1], 4, 2, 1)
+      else:
+        layer = nn.Linear(math.prod(before), after[0])
+      self.layers.append(layer)
       self.norms.append(_norm(after, norm))
     self.act = act()
     self.mean = nn.Linear(math.prod(shapes[-1]), dim)
@@ -93,14 +103,16 @@ class TorchInferenceRung(nn.Module):
       h = self.act(norm(layer(h)))
     flat = h.flatten(1)
     mean = self.mean(flat)
-    std = torch.sigmoid(self.std(flat)) + self.std_floor
+    gate = torch.sigmoid(self.std(flat))
+    std = (self.std_floor + (self.std_ceiling - self.std_floor) * gate
+           if self.std_ceiling > 0 else gate + self.std_floor)
     return h, mean + std * torch.randn_like(mean)
 
 
 class TorchGenerativeRung(nn.Module):
   """``models.GenerativeRung``: combine, then the mirrored layers."""
 
-  def __init__(self, kind, shapes, dim, combine, norm, act, is_top,
+  def __init__(self, kind, shapes, strides, dim, combine, norm, act, is_top,
                is_bottom):
     super().__init__()
     self.kind, self.combine, self.is_top = kind, combine, is_top
@@ -116,9 +128,15 @@ class TorchGenerativeRung(nn.Module):
     self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
     for i in reversed(range(len(shapes) - 1)):
       target = self.shapes[i]
-      self.layers.append(nn.ConvTranspose2d(current[-1], target[-1], 4, 2, 1)
-                         if kind == "conv" else
-                         nn.Linear(math.prod(current), math.prod(target)))
+      if kind == "conv" and strides[i] == 1:
+        # A stride-1 4x4 'SAME' transposed conv: a conv with the flipped
+        # kernel, the same FLOPs and parameter count.
+        layer = nn.Conv2d(current[-1], target[-1], 4, 1, padding="same")
+      elif kind == "conv":
+        layer = nn.ConvTranspose2d(current[-1], target[-1], 4, 2, 1)
+      else:
+        layer = nn.Linear(math.prod(current), math.prod(target))
+      self.layers.append(layer)
       self.norms.append(nn.Identity() if is_bottom and i == 0
                         else _norm(target, norm))
       current = target
@@ -149,28 +167,41 @@ class TorchVLAE(nn.Module):
 
   def __init__(self, model_config, image_shape):
     super().__init__()
-    shapes = models.rung_shapes(image_shape, model_config.rung_kinds,
-                                model_config.rung_widths)
-    act = {"leaky_relu": lambda: nn.LeakyReLU(0.1), "relu": nn.ReLU,
-           "swish": nn.SiLU, "elu": nn.ELU}[model_config.activation]
     c = model_config
+    given_strides = tuple(tuple(s) for s in c.get("rung_strides", ()) or ())
+    shapes = models.rung_shapes(image_shape, c.rung_kinds, c.rung_widths,
+                                given_strides or None)
+    strides = models.layer_strides(c.rung_kinds, c.rung_widths,
+                                   given_strides or None)
+    act = {"leaky_relu": lambda: nn.LeakyReLU(0.1), "relu": nn.ReLU,
+           "swish": nn.SiLU, "elu": nn.ELU}[c.activation]
+    rungs = len(shapes)
+    floors = models.per_rung(tuple(c.get("rung_std_floors", ()) or ()) or
+                             c.std_floor, rungs, "model.std_floor")
+    ceilings = models.per_rung(tuple(c.get("rung_std_ceilings", ()) or ())
+                               or 0.0, rungs, "model.rung_std_ceilings")
     self.inference = nn.ModuleList(
-        TorchInferenceRung(kind, rung, dim, c.norm, act, c.std_floor)
-        for kind, rung, dim in zip(c.rung_kinds, shapes, c.latent_dims))
+        TorchInferenceRung(kind, rung, stride, dim, c.norm, act, floor,
+                           ceiling)
+        for kind, rung, stride, dim, floor, ceiling in zip(
+            c.rung_kinds, shapes, strides, c.latent_dims, floors, ceilings))
     self.generative = nn.ModuleList(
-        TorchGenerativeRung(kind, rung, dim, c.combine, c.norm, act,
-                            is_top=l == len(shapes) - 1, is_bottom=l == 0)
-        for l, (kind, rung, dim) in enumerate(zip(c.rung_kinds, shapes,
-                                                  c.latent_dims)))
+        TorchGenerativeRung(kind, rung, stride, dim, c.combine, c.norm, act,
+                            is_top=l == rungs - 1, is_bottom=l == 0)
+        for l, (kind, rung, stride, dim) in enumerate(zip(
+            c.rung_kinds, shapes, strides, c.latent_dims)))
 
-  def forward(self, x):
+  def forward(self, x, rung_scales=None):
+    """``rung_scales``: None, or per rung the progressive schedule's factor
+    of the code entering the decoder (``models.VLAE.decode``)."""
     codes, h = [], x
     for rung in self.inference:
       h, z = rung(h)
       codes.append(z)
     h = None
     for l in reversed(range(len(codes))):
-      h = self.generative[l](h, codes[l])
+      z = codes[l] if rung_scales is None else codes[l] * rung_scales[l]
+      h = self.generative[l](h, z)
     return h, codes
 
 
@@ -189,9 +220,22 @@ def torch_step_fn(config, image_shape, device="cpu", compiled=False):
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                fused=True)
   model.train()
+  starts = tuple(config.get("rung_start_steps", ()) or ())
+  fade = config.get("rung_fade_steps", 0)
+  count = [0]
 
-  def loss_fn(images):
-    logits, codes = model(images)
+  def scales():
+    """``objective.rung_scales`` at the step count, as a tensor (None
+    without a schedule)."""
+    if not starts:
+      return None
+    step = float(count[0])
+    values = [min(max((step - s + 1.0) / fade, 0.0), 1.0) if fade > 0
+              else float(step >= s) for s in starts]
+    return torch.tensor(values, device=device)
+
+  def loss_fn(images, rung_scales):
+    logits, codes = model(images, rung_scales)
     kind = config.loss.get("reconstruction", "l1")
     if kind == "bernoulli":
       rec = nn.functional.binary_cross_entropy_with_logits(logits, images)
@@ -205,7 +249,8 @@ def torch_step_fn(config, image_shape, device="cpu", compiled=False):
   forward = torch.compile(loss_fn) if compiled else loss_fn
 
   def step(images):
-    loss = forward(images)
+    loss = forward(images, scales())
+    count[0] += 1
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -38,8 +38,9 @@ def test_reference_mnist_and_celeba_rung_shapes():
   c = mnist.get_config().model
   shapes = models.rung_shapes((28, 28, 1), c.rung_kinds, c.rung_widths)
   assert [s[-1] for s in shapes] == [(7, 7, 128), (1024,), (1024,)]
-  c = celeba.get_config().model
-  shapes = models.rung_shapes((64, 64, 3), c.rung_kinds, c.rung_widths)
+  c = celeba.get_config().model  # rung 0's second conv has stride 1
+  shapes = models.rung_shapes((64, 64, 3), c.rung_kinds, c.rung_widths,
+                              c.rung_strides)
   assert [s[-1] for s in shapes] == [(32, 32, 64), (8, 8, 256), (4, 4, 512),
                                      (1024,)]
 

@@ -92,6 +92,18 @@ def as_lists(value):
   return value
 
 
+# Fields added after a config was frozen that cannot change what it trains
+# (which checkpoints are kept), at their defaults: a current config may carry
+# them beyond the frozen one.
+LATER_BOOKKEEPING = {"keep_checkpoint_every": 0}
+
+
+def frozen_fields(config):
+  """``config`` without the later bookkeeping fields at their defaults."""
+  return {k: v for k, v in config.items()
+          if not (k in LATER_BOOKKEEPING and v == LATER_BOOKKEEPING[k])}
+
+
 def published_runs(prefix):
   """The config.json of each published run under results/ named PREFIX*."""
   return sorted(glob.glob(os.path.join(ROOT, "results", prefix + "*",
@@ -106,7 +118,8 @@ def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
   config = parsed_config("celeba_small", []).to_dict()
   lead["num_train_steps"] = config["num_train_steps"]
   assert config == lead
-  assert as_lists(config) == as_lists(published_config("celeba_small_8086"))
+  assert as_lists(frozen_fields(config)) == as_lists(
+      published_config("celeba_small_8086"))
 
 
 @pytest.mark.parametrize("frozen_name,prefix", [
@@ -130,5 +143,5 @@ def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
   values(argv)
-  assert as_lists(values.config.to_dict()) == as_lists(
+  assert as_lists(frozen_fields(values.config.to_dict())) == as_lists(
       published_config("mnist_hierarchy_6939"))

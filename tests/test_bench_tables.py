@@ -1,0 +1,96 @@
+"""bench/seed_table.py and bench/training_curve.py: the tables and the curve
+the published results are read from, on metrics shaped as evaluate writes
+them."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench_module(name):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "bench", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def metrics(step, margins, best_rungs, split="validation"):
+  """A metrics.json's fields these scripts read: two claims, rung 0 and 2."""
+  claims = []
+  for (name, rung), margin, best in zip(
+      (("lighting lives in the bottom rung", 0),
+       ("identity lives in the third rung", 2)), margins, best_rungs):
+    claims.append({"claim": name, "factor": name.split()[0],
+                   "expected_rung": rung, "best_rung": best,
+                   "margin": margin,
+                   "margin_interval": [margin - 0.02, margin + 0.02],
+                   "held": best == rung and margin - 0.02 > 0,
+                   "share": [0.7, 0.1, 0.1, 0.1]})
+  return {"step": step, "split": split, "l1": 0.05, "decoder_claims": claims,
+          "active_units": [10, 10, 10, 10], "latent_dims": [10, 10, 10, 10],
+          "sample_quality": {"kid_samples": {"mean": 0.2}}}
+
+
+def write(tmp_path, runs):
+  paths = []
+  for i, run in enumerate(runs):
+    path = tmp_path / f"m{i}.json"
+    path.write_text(json.dumps(run))
+    paths.append(str(path))
+  return paths
+
+
+def test_training_curve_marks_each_step(tmp_path, capsys, monkeypatch):
+  curve = bench_module("training_curve")
+  paths = write(tmp_path, [metrics(4000, [0.8, -0.3], [0, 0]),
+                           metrics(2000, [0.7, 0.01], [0, 2])])
+  monkeypatch.setattr("sys.argv", ["training_curve", *paths, "--figure",
+                                   str(tmp_path / "c.png"), "--out",
+                                   str(tmp_path / "c.json")])
+  curve.main()
+  table = capsys.readouterr().out
+  assert "| lighting lives in the bottom rung (0) | +0.70 [+0.68, +0.72] " \
+         "held | +0.80 [+0.78, +0.82] held |" in table  # ordered by step
+  # Identity: the paper's rung best but its interval reaches 0, then rung 0.
+  assert "+0.01 [-0.01, +0.03] interval reaches 0 | -0.30 [-0.32, -0.28] " \
+         "rung 0 |" in table
+  assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  summary = json.loads((tmp_path / "c.json").read_text())
+  assert summary["steps"] == [2000, 4000]
+  assert summary["claims"][0]["held_at"] == [2000, 4000]
+  assert summary["claims"][1]["held_at"] == []
+
+
+def test_training_curve_refuses_two_files_of_one_step(tmp_path, monkeypatch):
+  curve = bench_module("training_curve")
+  paths = write(tmp_path, [metrics(2000, [0.8, 0.1], [0, 2])] * 2)
+  monkeypatch.setattr("sys.argv", ["training_curve", *paths])
+  with pytest.raises(SystemExit, match="same step"):
+    curve.main()
+
+
+def test_seed_table_counts_the_seeds_that_hold(tmp_path, capsys, monkeypatch):
+  table = bench_module("seed_table")
+  paths = write(tmp_path, [metrics(8086, [0.8, 0.1], [0, 2]),
+                           metrics(8086, [0.9, -0.2], [0, 1]),
+                           metrics(8086, [0.7, 0.01], [0, 2])])
+  monkeypatch.setattr("sys.argv", ["seed_table", *paths])
+  table.main()
+  out = capsys.readouterr().out
+  assert "| lighting lives in the bottom rung (0) | 3/3 |" in out
+  assert "| identity lives in the third rung (2) | 1/3 |" in out
+  assert "(rung 1)" in out and "(interval reaches 0)" in out
+
+
+def test_seed_table_refuses_mixed_splits(tmp_path, monkeypatch):
+  table = bench_module("seed_table")
+  paths = write(tmp_path, [metrics(8086, [0.8, 0.1], [0, 2]),
+                           metrics(8086, [0.8, 0.1], [0, 2], split="test")])
+  monkeypatch.setattr("sys.argv", ["seed_table", *paths])
+  with pytest.raises(SystemExit, match="different splits"):
+    table.main()
