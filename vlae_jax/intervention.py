@@ -180,6 +180,11 @@ def rung_control(model, variables, means: Sequence[np.ndarray],
                                       for name in real}
   drawn_codes = []
   for l in range(num_rungs):
+    if means[l].shape[1] == 0:
+      # A rung without a code (the single-code baseline's lower rungs) has
+      # nothing to draw: every decode would be the same image, spread 0.
+      drawn_codes.append(np.zeros((n * draws, 0), np.float32))
+      continue
     codes, drawn = intervention_codes(means, l, draws,
                                       jax.random.fold_in(key, l), mode, radius)
     drawn_codes.append(drawn)
