@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, needs_celeba, run_main, tiny_config
+from conftest import (CELEBA_DIR, MNIST_DIR, needs_celeba, needs_mnist,
+                      run_main, tiny_config)
 from test_main import TINY
 from vlae_jax import configuration, datasets
 
@@ -25,13 +26,32 @@ def test_a_held_out_validation_split_partitions_train_the_same_every_seed():
   for a, b in zip(parts[0], parts[1]):  # the seed does not move it
     np.testing.assert_array_equal(a.images, b.images)
   # Disjoint and together the whole train split, each image once.
-  rows = lambda s: sorted(map(bytes, s.images.reshape(len(s), -1)))
+  rows = lambda s: sorted(map(bytes, np.asarray(s.images).reshape(len(s),
+                                                                   -1)))
   assert rows(train) + rows(held) != [] and sorted(
       rows(train) + rows(held)) == rows(whole)
   # The test split is untouched.
   np.testing.assert_array_equal(
       datasets.load_split(tiny_config(validation_size=300), "test").images,
       datasets.load_split(tiny_config(), "test").images)
+
+
+@needs_mnist
+def test_a_hold_out_reads_its_rows_from_the_cache_without_a_copy(tmp_path):
+  config = tiny_config(tmp_path, dataset="mnist", data_dir=MNIST_DIR,
+                       validation_size=5000)
+  datasets.load_split(config, "train")  # decodes and caches the IDX files
+  train = datasets.load_split(config, "train")
+  assert isinstance(train.images, datasets.RowView)
+  assert isinstance(train.images.array, np.memmap)  # the cache's, no copy
+  assert train.images.shape == (55000, 28, 28, 1)
+  everything = np.asarray(train.images)
+  assert everything.shape == (55000, 28, 28, 1) and everything.dtype == np.uint8
+  for index in (7, slice(100, 130, 3), np.array([54999, 0, 12, 12])):
+    np.testing.assert_array_equal(train.images[index], everything[index])
+  batch = train.batch(np.array([3, 1]))
+  np.testing.assert_array_equal(batch["image"],
+                                everything[[3, 1]].astype(np.float32) / 255.0)
 
 
 @needs_celeba

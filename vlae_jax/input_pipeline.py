@@ -160,7 +160,7 @@ def train_stream(data: Split, batch_size: int, seed: int,
   if len(data) < 1:
     raise DataError("the training split is empty.")
   num_images = len(data)
-  images = np.asarray(data.images)
+  images = data.images  # indexed per batch: a memory map stays one
   labels = np.asarray(data.labels).astype(np.int32)
   order = _epoch_orders(num_images, seed)
 

@@ -24,8 +24,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from vlae_jax.datasets import cache, registry
-from vlae_jax.datasets.base import (NO_LABELS, DataError, Source, Split,
-                                    display_name)
+from vlae_jax.datasets.base import (NO_LABELS, DataError, RowView, Source,
+                                    Split, display_name)
 from vlae_jax.datasets.celeba import (celeba_identities, celeba_index,
                                       read_celeba_folder)
 from vlae_jax.datasets.decode import (celeba_crop_and_resize,
@@ -128,7 +128,7 @@ def load_split(config, split: str) -> Split:
     whole = _load_published_split(config, source, "train")
     train_rows, held_rows = validation_rows(len(whole), size)
     rows = train_rows if split == "train" else held_rows
-    return Split(np.asarray(whole.images[rows]), whole.labels[rows],
+    return Split(RowView(whole.images, rows), whole.labels[rows],
                  whole.label_key, whole.label_names)
   if split == "validation" and not source.official_validation:
     raise DataError(

@@ -19,9 +19,33 @@ class DataError(ValueError):
   """A data source that cannot be read; the message names the file and fix."""
 
 
+class RowView:
+  """Rows ``rows`` of an image array, read when indexed: a split held out of
+  the train split (``config.validation_size``) without copying the train
+  images out of the cache's memory map. Indexing (an int, slice or index
+  array) returns an ndarray; ``np.asarray`` reads every row."""
+
+  def __init__(self, array, rows: np.ndarray):
+    self.array, self._rows = array, np.asarray(rows)
+    self.shape = (len(self._rows),) + tuple(array.shape[1:])
+    self.dtype = array.dtype
+    self.ndim = len(self.shape)
+
+  def __len__(self):
+    return len(self._rows)
+
+  def __getitem__(self, index):
+    return np.asarray(self.array[self._rows[index]])
+
+  def __array__(self, dtype=None, copy=None):
+    rows = np.asarray(self.array[self._rows])
+    return rows if dtype is None else rows.astype(dtype)
+
+
 @dataclasses.dataclass
 class Split:
-  """One split in memory: uint8 images ``[N, H, W, C]`` and int labels."""
+  """One split: uint8 images ``[N, H, W, C]`` (an ndarray, the cache's
+  memory map, or a ``RowView`` of one) and int labels."""
 
   images: np.ndarray
   # [N] class index ("label"; zeros for "none") or [N, num_attributes] in
