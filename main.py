@@ -214,6 +214,9 @@ def writable_output_dir(mode, workdir):
     # An earlier step's outputs beside, not over, the newest's.
     output_dir = os.path.join(workdirs.output_dir(workdir, mode),
                               f"step_{FLAGS.checkpoint_step}")
+    if mode == "evaluate" and FLAGS.split != "test":
+      # As without the flag: the validation report never over the test's.
+      output_dir = os.path.join(output_dir, FLAGS.split)
   folder = output_dir or workdirs.output_dir(workdir, mode)
   probe = os.path.join(folder, f".write-test-{os.getpid()}")
   # The folders this check makes are removed again: the mode makes them

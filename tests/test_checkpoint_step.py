@@ -16,6 +16,7 @@ def test_keep_checkpoint_every_keeps_the_curve_beside_the_newest(tmp_path):
                     "--config.num_train_steps=12",
                     "--config.checkpoint_every=2", "--config.keep_checkpoints=1",
                     "--config.keep_checkpoint_every=4",
+                    "--config.validation_size=300",
                     f"--config.cache_dir={tmp_path / 'cache'}")
   assert result.returncode == 0, result.stderr[-2000:]
   saved = sorted(int(n) for n in os.listdir(workdir / "checkpoints")
@@ -23,6 +24,15 @@ def test_keep_checkpoint_every_keeps_the_curve_beside_the_newest(tmp_path):
   assert saved == [4, 8, 12]  # multiples of 4, and the newest one
   manifests = sorted(os.listdir(workdir / "checkpoints" / "manifests"))
   assert manifests == ["12.json", "4.json", "8.json"]  # verifiable, each
+  # A curve point on the validation split: beside, never over, the test's.
+  measured = run_main("--mode=evaluate", f"--workdir={workdir}",
+                      "--checkpoint_step=4", "--split=validation",
+                      "--probe_train_size=100", "--classifier_steps=0",
+                      "--decoder_images=6", "--decoder_draws=2")
+  assert measured.returncode == 0, measured.stderr[-2000:]
+  metrics = json.loads((workdir / "eval" / "step_4" / "validation" /
+                        "metrics.json").read_text())
+  assert (metrics["step"], metrics["split"]) == (4, "validation")
 
 
 def test_keep_checkpoint_every_must_be_a_multiple(tmp_path):
@@ -59,7 +69,7 @@ def test_analysis_of_an_earlier_step(trained_run, tmp_path):
   assert measured.returncode == 0, measured.stderr[-2000:]
   metrics = json.loads((workdir / "eval" / "step_5" / "metrics.json"
                         ).read_text())
-  assert metrics["step"] == 5
+  assert metrics["step"] == 5 and metrics["split"] == "test"
 
 
 def test_a_step_not_kept_is_one_line_naming_those_kept(trained_run, tmp_path):
