@@ -82,7 +82,7 @@ if [ "$SMOKE" -eq 1 ]; then
   TORCH_ARGS=(--device cpu --configs default --batch 16 --rounds 1 --steps 1
               --torch_forms eager)
   CELEBA_ARGS=(--config.image_size=16 --config.batch_size=8
-               "--config.model.rung_widths=((8,), (8, 8), (16,), (16,))"
+               "--config.model.rung_widths=((8, 8), (8, 8), (16,), (16,))"
                --config.num_train_steps=10 --config.log_every=5
                --config.eval_every=10 --config.image_every=10
                --config.checkpoint_every=10)
