@@ -60,6 +60,16 @@ def test_a_recipes_own_value_replaces_the_as_screened_one():
                                                                   100, 100)
 
 
+def test_the_recipe_row_is_configs_celeba_small():
+  """The hair and expression tries are each one change to the published
+  recipe: their base row must be the recipe itself."""
+  assert parsed_config("celeba_small_recipe").to_dict() == parsed_config(
+      "celeba_small", []).to_dict()
+  tried = parsed_config("celeba_small_recipe_top20")
+  assert tuple(tried.model.latent_dims) == (10, 10, 10, 20)
+  assert tuple(tried.rung_start_steps) == (0, 450, 150, 300)
+
+
 def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
