@@ -94,3 +94,39 @@ def test_seed_table_refuses_mixed_splits(tmp_path, monkeypatch):
   monkeypatch.setattr("sys.argv", ["seed_table", *paths])
   with pytest.raises(SystemExit, match="different splits"):
     table.main()
+
+
+def test_ablation_table_rows_per_model(tmp_path, capsys, monkeypatch):
+  ablation = bench_module("ablation_table")
+  ladder = [metrics(8086, [0.8, 0.1], [0, 2]), metrics(8086, [0.9, -0.2],
+                                                        [0, 1])]
+  ladder[0]["l1"], ladder[1]["l1"] = 0.05, 0.07
+  single = metrics(8086, [-1.0, -1.0], [3, 3])
+  single.update(latent_dims=[0, 0, 0, 40], active_units=[0, 0, 0, 39])
+  (tmp_path / "ladder").mkdir()
+  (tmp_path / "single").mkdir()
+  for i, run in enumerate(ladder):
+    (tmp_path / "ladder" / f"s{i}.json").write_text(json.dumps(run))
+  (tmp_path / "single" / "s0.json").write_text(json.dumps(single))
+  monkeypatch.setattr("sys.argv", [
+      "ablation_table", f"MMD ladder={tmp_path}/ladder/*.json",
+      f"single code={tmp_path}/single/*.json", "--out",
+      str(tmp_path / "t.json")])
+  ablation.main()
+  out = capsys.readouterr().out
+  assert ("| MMD ladder | 2 | 10/10 / 10/10 / 10/10 / 10/10 | 0.0600 "
+          "(0.0500-0.0700) | 0.200 (0.200-0.200) | n/a | 2/2 | 1/2 |") in out
+  assert "| single code | 1 | - / - / - / 39/40 | 0.0500 |" in out
+  assert out.rstrip().endswith("| no code | no code |")
+  rows = json.loads((tmp_path / "t.json").read_text())
+  assert [r["model"] for r in rows] == ["MMD ladder", "single code"]
+  assert rows[1]["claims"][0]["held"] is None
+
+
+def test_ablation_table_refuses_a_pattern_that_matches_nothing(tmp_path,
+                                                               monkeypatch):
+  ablation = bench_module("ablation_table")
+  monkeypatch.setattr("sys.argv", ["ablation_table",
+                                   f"KL={tmp_path}/none*.json"])
+  with pytest.raises(SystemExit, match="no file matched"):
+    ablation.main()
