@@ -129,6 +129,28 @@ RECIPES = {
                          "--config.model.decoder_activation=relu"],
 }
 
+# configs/mnist_hierarchy.py as overrides of configs/mnist.py (the budget and
+# hold-out come from --steps and --validation_size).
+_MNIST_HIERARCHY = ["--config.model.latent_dims=(2,2,4)",
+                    "--config.rung_start_steps=(400,0,800)",
+                    "--config.rung_fade_steps=200"]
+# The original VLAE's KL mode as it weighs MNIST: the mean L1 reconstruction
+# times 8 x 784, the summed KL warmed up over 2,000 steps.
+_KL_REFERENCE_MNIST = ["--config.loss.regularizer=kl",
+                       "--config.loss.reconstruction=l1",
+                       "--config.loss.rec_weight=6272",
+                       "--config.loss.kl_warmup_steps=2000"]
+RECIPES.update({
+    "mnist_hierarchy": _MNIST_HIERARCHY,
+    # The same ladder with KL: the reference's weight (1) and the weights a
+    # tuning on validation chooses among.
+    **{f"mnist_hierarchy_kl{suffix}": [
+        *_MNIST_HIERARCHY, *_KL_REFERENCE_MNIST,
+        f"--config.loss.kl_weight={weight}"]
+       for suffix, weight in (("", 1), ("_w0.1", 0.1), ("_w0.3", 0.3),
+                              ("_w3", 3))},
+})
+
 # CelebA recipes: configs/celeba_small.py plus these overrides.
 CELEBA_RECIPES = {
     # configs/celeba_small.py is now 32x32, bottom-up, std ceilings 0.5;
@@ -322,6 +344,16 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_recipe_top20": _rung0_two_layers(
         32, "--config.model.latent_dims=(10,10,10,20)",
         starts="(0,450,150,300)"),
+    # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
+    # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
+    # reference's KL weight 1 and the weights a tuning on validation
+    # chooses among.
+    **{f"celeba_small_recipe_kl{suffix}": _rung0_two_layers(
+        32, "--config.loss.regularizer=kl", "--config.loss.rec_weight=1536",
+        "--config.loss.kl_warmup_steps=2000",
+        f"--config.loss.kl_weight={weight}", starts="(0,450,150,300)")
+       for suffix, weight in (("", 1), ("_w0.1", 0.1), ("_w0.3", 0.3),
+                              ("_w3", 3))},
 }
 
 

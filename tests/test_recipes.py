@@ -70,6 +70,33 @@ def test_the_recipe_row_is_configs_celeba_small():
   assert tuple(tried.rung_start_steps) == (0, 450, 150, 300)
 
 
+def test_the_kl_rows_are_the_recipes_with_kl():
+  for mmd_row, kl_row, rec_weight in (
+      ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
+      ("celeba_small_recipe", "celeba_small_recipe_kl_w0.3", 1536)):
+    mmd, kl = parsed_config(mmd_row).to_dict(), parsed_config(kl_row).to_dict()
+    assert kl["loss"].pop("regularizer") == "kl"
+    assert (kl["loss"].pop("kl_weight"), kl["loss"].pop("rec_weight"),
+            kl["loss"].pop("kl_warmup_steps")) == (0.3, rec_weight, 2000)
+    assert kl["loss"].pop("reconstruction") == "l1"
+    for name in ("regularizer", "kl_weight", "rec_weight", "kl_warmup_steps",
+                 "reconstruction"):
+      mmd["loss"].pop(name)
+    assert kl == mmd  # nothing else differs
+
+
+def test_the_mnist_hierarchy_row_is_the_config():
+  row = parsed_config("mnist_hierarchy").to_dict()
+  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+  values(argv)
+  config = values.config.to_dict()
+  for name in ("name", "num_train_steps", "validation_size"):  # the study's
+    row.pop(name), config.pop(name)
+  assert row == config
+
+
 def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
