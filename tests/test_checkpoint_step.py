@@ -56,11 +56,15 @@ def test_analysis_of_an_earlier_step(trained_run, tmp_path):
   assert not np.array_equal(early.params["inference_rungs_0"]["mean"]["kernel"],
                             newest.params["inference_rungs_0"]["mean"]["kernel"])
 
+  newest_figure = workdir / "figures" / "samples.png"
+  # The shared run may carry the newest step's figure from another test.
+  before = (newest_figure.read_bytes() if newest_figure.exists() else None)
   drawn = run_main("--mode=sample", f"--workdir={workdir}",
                    "--checkpoint_step=5")
   assert drawn.returncode == 0, drawn.stderr[-2000:]
   assert (workdir / "figures" / "step_5" / "samples.png").exists()
-  assert not (workdir / "figures" / "samples.png").exists()
+  assert (newest_figure.read_bytes() if newest_figure.exists()
+          else None) == before  # beside the newest's figure, never over it
 
   measured = run_main("--mode=evaluate", f"--workdir={workdir}",
                       "--checkpoint_step=5", "--probe_train_size=100",
