@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 
@@ -30,8 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from seed_table import load  # noqa: E402  pylint: disable=g-import-not-at-top
-from vlae_jax import files  # noqa: E402  pylint: disable=g-import-not-at-top
+from seed_table import load, report  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def spread(values):
@@ -121,10 +119,7 @@ def main():
   if len({tuple(c["claim"] for c in m["claims"]) for m in models}) > 1:
     sys.exit("the models were judged on different claims (other data "
              "sets?); give one data set's files.")
-  print(f"split: {splits.pop()}\n")
-  print(markdown(models))
-  if args.out:
-    files.write_atomically(args.out, json.dumps(models, indent=1))
+  report(splits.pop(), markdown(models), args.out, models)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,15 @@ def markdown(summary) -> str:
   return "\n".join(lines)
 
 
+def report(split, table, out, data):
+  """Prints the split and the table; with ``out``, writes ``data`` there as
+  JSON (atomically). Shared by the bench scripts that read metrics.json."""
+  print(f"split: {split}\n")
+  print(table)
+  if out:
+    files.write_atomically(out, json.dumps(data, indent=1))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("metrics", nargs="+", help="metrics.json, one per seed")
@@ -119,10 +128,7 @@ def main():
   names = [os.path.basename(os.path.dirname(os.path.abspath(p)))
            for p in args.metrics]
   summary = summarise(load(args.metrics), names)
-  print(f"split: {summary['split']}\n")
-  print(markdown(summary))
-  if args.out:
-    files.write_atomically(args.out, json.dumps(summary, indent=1))
+  report(summary["split"], markdown(summary), args.out, summary)
 
 
 if __name__ == "__main__":

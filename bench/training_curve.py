@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 
@@ -25,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from seed_table import load  # noqa: E402  pylint: disable=g-import-not-at-top
+from seed_table import load, report  # noqa: E402  pylint: disable=g-import-not-at-top
 from vlae_jax import files  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
@@ -128,12 +127,9 @@ def main():
   parser.add_argument("--out", help="also write the summary as JSON here")
   args = parser.parse_args()
   summary = summarise(load(args.metrics))
-  print(f"split: {summary['split']}\n")
-  print(markdown(summary))
+  report(summary["split"], markdown(summary), args.out, summary)
   if args.figure:
     files.write_atomically(args.figure, figure(summary, args.title))
-  if args.out:
-    files.write_atomically(args.out, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
