@@ -73,11 +73,6 @@ def recording():
       signal.signal(sig, handler)
 
 
-def interrupted() -> bool:
-  """Whether a Ctrl-C or SIGTERM was recorded."""
-  return bool(_RECORDED)
-
-
 def signal_name() -> str:
   """The name of the newest recorded signal ("SIGINT" when none)."""
   return signal.Signals(_RECORDED[-1]).name if _RECORDED else "SIGINT"
