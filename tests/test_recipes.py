@@ -97,6 +97,25 @@ def test_the_mnist_hierarchy_row_is_the_config():
   assert row == config
 
 
+@pytest.mark.parametrize("row, field, value", [
+    ("mnist_hierarchy_ceil0.5", ("model", "rung_std_ceilings"),
+     (0.5, 0.5, 0.5)),
+    ("mnist_hierarchy_top3", ("model", "latent_dims"), (2, 2, 3)),
+    ("mnist_hierarchy_top_late", ("rung_start_steps",), (400, 0, 1600)),
+    ("mnist_hierarchy_top_mmd300", ("loss", "rung_mmd_weights"),
+     (100, 100, 300))])
+def test_each_mnist_try_is_one_change_to_the_recipe(row, field, value):
+  tried, recipe = (parsed_config(row).to_dict(),
+                   parsed_config("mnist_hierarchy").to_dict())
+  *path, name = field
+  tried_part, recipe_part = tried, recipe
+  for key in path:
+    tried_part, recipe_part = tried_part[key], recipe_part[key]
+  assert tuple(tried_part.pop(name)) == value
+  recipe_part.pop(name)
+  assert tried == recipe  # nothing else differs
+
+
 def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
