@@ -143,7 +143,7 @@ def test_checkpoint_round_trips_the_whole_state(tmp_path):
   checkpoints.save_checkpoint(manager, 1, state)  # manifest, then arrays
   manager.wait_until_finished()
   fresh = experiment.create_train_state(config, experiment.create_model(config))
-  restored = checkpoints.restore_latest(manager, fresh)
+  restored = checkpoints.restore_verified(manager, fresh)
   manager.close()
   expected, got = jax.device_get(state), jax.device_get(restored)
   assert jax.tree_util.tree_structure(expected) == \

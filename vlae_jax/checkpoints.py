@@ -241,12 +241,12 @@ def _set_aside(manager, path: str) -> str:
   return f"{path}.unreadable-{n}"
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
-                   set_aside: bool = False, changed_fields=(),
-                   only_step: Optional[int] = None) -> Optional[Any]:
+def restore_verified(manager: ocp.CheckpointManager, abstract_state: Any,
+                     set_aside: bool = False, changed_fields=(),
+                     wanted_step: Optional[int] = None) -> Optional[Any]:
   """The newest checkpoint that restores and matches its manifest, or None.
 
-  ``only_step``: that step's checkpoint or None (no fall-back to another
+  ``wanted_step``: that step's checkpoint or None (no fall-back to another
   step: an analysis asked for that step, e.g. a point of a training curve).
 
   - damaged (unreadable files, a format error, a checksum that does not
@@ -264,8 +264,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
   """
   directory = str(manager.directory)
   steps = sorted(manager.all_steps(), reverse=True)
-  if only_step is not None:
-    steps = [s for s in steps if s == only_step]
+  if wanted_step is not None:
+    steps = [s for s in steps if s == wanted_step]
   for step in steps:
     path = os.path.join(directory, str(step))
     problem = None

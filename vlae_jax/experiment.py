@@ -82,7 +82,7 @@ def load_experiment(workdir: str, step: Optional[int] = None):
           f"steps {', '.join(map(str, saved_steps)) or 'none'}: pass one of "
           "them to --checkpoint_step (config.keep_checkpoints and "
           "config.keep_checkpoint_every decide which a run keeps).")
-    state = checkpoints.restore_latest(manager, abstract, only_step=step)
+    state = checkpoints.restore_verified(manager, abstract, wanted_step=step)
   finally:
     manager.close()
   if state is None and step is not None:

@@ -302,9 +302,9 @@ def _restore(config, workdir: str, model, lock, changed_fields):
   # Restored before config.json is rewritten: an incompatible checkpoint is
   # refused with the workdir untouched.
   had_checkpoints = bool(manager.all_steps())
-  restored = checkpoints.restore_latest(manager, state,
-                                        set_aside=not lock.read_only,
-                                        changed_fields=changed_fields)
+  restored = checkpoints.restore_verified(manager, state,
+                                          set_aside=not lock.read_only,
+                                          changed_fields=changed_fields)
   if restored is None and had_checkpoints and not lock.read_only:
     print(f"warning: no verified checkpoint is left in "
           f"{manager.directory}; training starts over from step 0 (the "
