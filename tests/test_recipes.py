@@ -178,8 +178,19 @@ def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
       published_config("celeba_small_8086"))
 
 
+def test_the_24000_step_config_is_the_published_recipe_trained_longer():
+  longer, recipe = (published_config("celeba_small_24000"),
+                    published_config("celeba_small_8086"))
+  assert (longer.pop("num_train_steps"), recipe.pop("num_train_steps")) == (
+      24000, 8086)
+  for bookkeeping in ("checkpoint_every", "keep_checkpoints"):  # the curve's
+    longer.pop(bookkeeping), recipe.pop(bookkeeping)
+  assert longer == recipe
+
+
 @pytest.mark.parametrize("frozen_name,prefix", [
     ("celeba_small_8086", "celeba_small_seed"),
+    ("celeba_small_24000", "celeba_small_curve_seed"),
     ("mnist_hierarchy_6939", "mnist_hierarchy_seed")])
 def test_every_published_run_is_its_frozen_config_but_the_seed(frozen_name,
                                                                 prefix):
