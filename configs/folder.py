@@ -47,7 +47,7 @@ def get_config():
   config.channels = 3
   config.test_fraction = 0.1
   config.labels_file = ""
-  # celeba_small's 8,086 steps are where its CelebA claims were measured;
+  # celeba_small's 24,000 steps are where its CelebA claims were measured;
   # other images get no such budget.
   config.num_train_steps = 100000
   return config

@@ -167,15 +167,19 @@ def published_runs(prefix):
 
 
 def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
-  """configs/celeba_small.py = screen 10's rung1_last at 8,086 steps = the
-  frozen configs/published/celeba_small_8086.py; a change to celeba_small
-  must leave the published config as it is (and say so here)."""
+  """configs/celeba_small.py = screen 10's rung1_last at 24,000 steps = the
+  frozen configs/published/celeba_small_24000.py but for which checkpoints
+  it keeps (the curve's 2,000-step ones); a change to celeba_small must
+  leave the published configs as they are (and say so here)."""
   lead = parsed_config("celeba_small_rung0_two_layers_rung1_last").to_dict()
   config = parsed_config("celeba_small", []).to_dict()
   lead["num_train_steps"] = config["num_train_steps"]
   assert config == lead
-  assert as_lists(frozen_fields(config)) == as_lists(
-      published_config("celeba_small_8086"))
+  published = published_config("celeba_small_24000")
+  config = frozen_fields(config)
+  for bookkeeping in ("checkpoint_every", "keep_checkpoints"):
+    config.pop(bookkeeping), published.pop(bookkeeping)
+  assert as_lists(config) == as_lists(published)
 
 
 def test_the_24000_step_config_is_the_published_recipe_trained_longer():
