@@ -398,7 +398,14 @@ def train_command(name, workdir, args):
           f"--config={base}", f"--config.data_dir={data_dir}",
           f"--workdir={workdir}", "--config.log_every=500",
           "--config.eval_every=1000000", "--config.image_every=1000000",
-          "--config.checkpoint_every=2000", *budget, *overrides(name)]
+          "--config.checkpoint_every=2000", f"--config.seed={args.seed}",
+          *budget, *overrides(name)]
+
+
+def workdir_of(name, args):
+  """runs/recipes/<recipe>, or <recipe>_seed<N> for a seed other than 0."""
+  suffix = f"_seed{args.seed}" if args.seed else ""
+  return os.path.join(args.workroot, name + suffix)
 
 
 def evaluate_command(workdir, args):
@@ -413,7 +420,7 @@ def summary(name, workdir, seconds):
   with open(os.path.join(workdir, "eval", "validation", "metrics.json")) as f:
     m = json.load(f)
   table = m["factors"]
-  row = {"recipe": name, "overrides": overrides(name), "step": m["step"],
+  row = {"recipe": name, "workdir": workdir, "overrides": overrides(name), "step": m["step"],
          "train_seconds": round(seconds, 1), "l1": m["l1"],
          "mmd": m["mmd"], "factors": table, "claims": m["claims"],
          "digit_knn_rungs_and_above": m.get("digit_knn_rungs_and_above"),
@@ -477,6 +484,9 @@ def main():
   parser.add_argument("--steps", type=int, default=2000,
                       help="step budget per recipe when --minutes is 0")
   parser.add_argument("--parallel", type=int, default=1, choices=(1, 2))
+  parser.add_argument("--seed", type=int, default=0,
+                      help="config.seed of every recipe; a seed other than 0 "
+                      "names the workdirs <recipe>_seed<N>")
   parser.add_argument("--data_dir", default=MNIST)
   parser.add_argument("--celeba_dir", default=CELEBA)
   parser.add_argument("--workroot", default=os.path.join(ROOT, "runs",
@@ -502,7 +512,7 @@ def main():
   pending = list(names)
   while pending and args.evaluate_only:
     name = pending.pop(0)
-    workdir = os.path.join(args.workroot, name)
+    workdir = workdir_of(name, args)
     done = subprocess.run(evaluate_command(workdir, args), cwd=ROOT,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -516,11 +526,11 @@ def main():
     batch, pending = pending[:args.parallel], pending[args.parallel:]
     procs = []
     for i, name in enumerate(batch):
-      workdir = os.path.join(args.workroot, name)
+      workdir = workdir_of(name, args)
       command = train_command(name, workdir, args)
       if args.parallel > 1:
         command = ["taskset", "-c", str(i)] + command
-      log = open(os.path.join(args.workroot, f"{name}.log"), "w")
+      log = open(f"{workdir}.log", "w")
       procs.append((name, workdir, time.time(), log,
                     subprocess.Popen(command, cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT)))

@@ -216,3 +216,17 @@ def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
   values(argv)
   assert as_lists(frozen_fields(values.config.to_dict())) == as_lists(
       published_config("mnist_hierarchy_6939"))
+
+
+def test_a_seed_reaches_the_command_and_names_the_workdir():
+  args = recipe_study.argparse.Namespace(
+      seed=2, workroot="/tmp/recipes", steps=6939, minutes=0.0,
+      validation_size=5000, data_dir="mnist", celeba_dir="celeba")
+  workdir = recipe_study.workdir_of("mnist_hierarchy_top3", args)
+  assert workdir == "/tmp/recipes/mnist_hierarchy_top3_seed2"
+  command = recipe_study.train_command("mnist_hierarchy_top3", workdir, args)
+  assert "--config.seed=2" in command
+  assert f"--workdir={workdir}" in command
+  args.seed = 0  # seed 0 keeps the workdir names earlier screens wrote
+  assert recipe_study.workdir_of("mnist_hierarchy_top3", args).endswith(
+      "/mnist_hierarchy_top3")
