@@ -85,8 +85,8 @@ def test_the_kl_rows_are_the_recipes_with_kl():
     assert kl == mmd  # nothing else differs
 
 
-def test_the_mnist_hierarchy_row_is_the_config():
-  row = parsed_config("mnist_hierarchy").to_dict()
+def test_the_ceiling_row_is_the_config():
+  row = parsed_config("mnist_hierarchy_ceil0.5").to_dict()
   argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
@@ -195,7 +195,8 @@ def test_the_24000_step_config_is_the_published_recipe_trained_longer():
 @pytest.mark.parametrize("frozen_name,prefix", [
     ("celeba_small_8086", "celeba_small_seed"),
     ("celeba_small_24000", "celeba_small_curve_seed"),
-    ("mnist_hierarchy_6939", "mnist_hierarchy_seed")])
+    ("mnist_hierarchy_6939", "mnist_hierarchy_seed"),
+    ("mnist_hierarchy_ceil_6939", "mnist_hierarchy_ceil_seed")])
 def test_every_published_run_is_its_frozen_config_but_the_seed(frozen_name,
                                                                 prefix):
   frozen = as_lists(published_config(frozen_name))
@@ -209,13 +210,29 @@ def test_every_published_run_is_its_frozen_config_but_the_seed(frozen_name,
     assert recorded == frozen, path
 
 
+def test_the_ceiling_recipe_is_the_published_mnist_recipe_with_ceilings():
+  """configs/published/mnist_hierarchy_ceil_6939.py = the 6,939-step recipe
+  plus std ceilings of 0.5, but for how the study logged it (no in-training
+  evaluation, a line every 500 steps) and its name."""
+  ceiling, recipe = (frozen_fields(published_config("mnist_hierarchy_ceil_6939")),
+                     published_config("mnist_hierarchy_6939"))
+  assert tuple(ceiling["model"].pop("rung_std_ceilings")) == (0.5, 0.5, 0.5)
+  recipe["model"].pop("rung_std_ceilings")
+  for bookkeeping in ("log_every", "eval_every", "image_every", "name"):
+    ceiling.pop(bookkeeping), recipe.pop(bookkeeping)
+  assert as_lists(ceiling) == as_lists(recipe)
+
+
 def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
   argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
   values(argv)
-  assert as_lists(frozen_fields(values.config.to_dict())) == as_lists(
-      published_config("mnist_hierarchy_6939"))
+  config, published = (frozen_fields(values.config.to_dict()),
+                       frozen_fields(published_config("mnist_hierarchy_ceil_6939")))
+  for bookkeeping in ("log_every", "eval_every", "image_every", "name"):
+    config.pop(bookkeeping), published.pop(bookkeeping)  # the study's
+  assert as_lists(config) == as_lists(published)
 
 
 def test_a_seed_reaches_the_command_and_names_the_workdir():
