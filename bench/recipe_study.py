@@ -420,7 +420,8 @@ def summary(name, workdir, seconds):
   with open(os.path.join(workdir, "eval", "validation", "metrics.json")) as f:
     m = json.load(f)
   table = m["factors"]
-  row = {"recipe": name, "workdir": workdir, "overrides": overrides(name), "step": m["step"],
+  row = {"recipe": name, "workdir": workdir, "overrides": overrides(name),
+         "step": m["step"],
          "train_seconds": round(seconds, 1), "l1": m["l1"],
          "mmd": m["mmd"], "factors": table, "claims": m["claims"],
          "digit_knn_rungs_and_above": m.get("digit_knn_rungs_and_above"),
