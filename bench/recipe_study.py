@@ -166,6 +166,15 @@ RECIPES.update({
         f"--config.loss.kl_weight={weight}"]
        for suffix, weight in (("", 1), ("_w0.1", 0.1), ("_w0.3", 0.3),
                               ("_w3", 3))},
+    # One change each to the recipe chosen above (configs/mnist_hierarchy.py,
+    # the ceiling): the 3-D top rung, the other try that held 3/3 in seed 0,
+    # against seed 2's inclination in the top rung; and the KL ladder with
+    # the ceiling, so the ablation can compare regularisers on one recipe.
+    "mnist_hierarchy_ceil0.5_top3": _mnist_hierarchy(
+        "--config.model.rung_std_ceilings=(0.5,0.5,0.5)", dims="(2,2,3)"),
+    "mnist_hierarchy_ceil0.5_kl": [
+        *_MNIST_HIERARCHY, "--config.model.rung_std_ceilings=(0.5,0.5,0.5)",
+        *_KL_REFERENCE_MNIST, "--config.loss.kl_weight=1"],
 })
 
 # CelebA recipes: configs/celeba_small.py plus these overrides.

@@ -116,6 +116,20 @@ def test_each_mnist_try_is_one_change_to_the_recipe(row, field, value):
   assert tried == recipe  # nothing else differs
 
 
+def test_the_tries_on_the_ceiling_are_one_change_each():
+  recipe = parsed_config("mnist_hierarchy_ceil0.5").to_dict()
+  top3 = parsed_config("mnist_hierarchy_ceil0.5_top3").to_dict()
+  assert tuple(top3["model"].pop("latent_dims")) == (2, 2, 3)
+  assert tuple(recipe["model"].pop("latent_dims")) == (2, 2, 4)
+  assert top3 == recipe
+  # The KL ladder with the ceiling is the published KL ladder with it.
+  kl_ceiling = parsed_config("mnist_hierarchy_ceil0.5_kl").to_dict()
+  kl = parsed_config("mnist_hierarchy_kl").to_dict()
+  assert tuple(kl_ceiling["model"].pop("rung_std_ceilings")) == (0.5,) * 3
+  kl["model"].pop("rung_std_ceilings")
+  assert kl_ceiling == kl
+
+
 def test_screened_recipes_keep_the_config_they_ran_on():
   before = parsed_config("celeba_small_rung0_alone600")
   assert tuple(map(tuple, before.model.rung_widths))[0] == (32,)
