@@ -12,8 +12,10 @@ a unit is active when its posterior mean's variance over the split's images
 exceeds 0.01; mean over seeds), reconstruction L1, KID of prior samples,
 top-rung digit kNN (MNIST), each as mean (min-max) over seeds, and per claim
 of the paper how many seeds hold it on the decoder side ("no code" where
-the model has no code in the claim's rung). ``--out`` writes it as JSON
-(atomically).
+the model has no code in the claim's rung, "one code" where the claim's rung
+holds the model's only code: it moves every factor the model keeps, so the
+claim's margin is 1 by construction and says nothing). ``--out`` writes it
+as JSON (atomically).
 """
 
 from __future__ import annotations
@@ -44,14 +46,17 @@ def summarise_model(name, runs):
   if any(r["latent_dims"] != dims for r in runs):
     sys.exit(f"{name}: the files hold models of different rungs "
              f"({[r['latent_dims'] for r in runs]}); give one model's seeds.")
+  coded_rungs = [rung for rung, size in enumerate(dims) if size > 0]
   claims = []
   for k, first in enumerate(runs[0].get("decoder_claims", [])):
     rung = first["expected_rung"]
+    untestable = ("no code" if dims[rung] == 0 else
+                  "one code" if len(coded_rungs) == 1 else None)
     claims.append({
         "claim": first["claim"], "expected_rung": rung,
-        "held": (None if dims[rung] == 0 else
+        "held": (None if untestable else
                  sum(bool(r["decoder_claims"][k].get("held")) for r in runs)),
-        "seeds": len(runs)})
+        "untestable": untestable, "seeds": len(runs)})
   def top_knn(r):
     knn = r.get("factors", {}).get("digit", {}).get("knn_accuracy")
     return knn[-1] if knn else None
@@ -86,7 +91,7 @@ def markdown(models) -> str:
   for m in models:
     units = " / ".join("-" if d == 0 else f"{u:g}/{d}" for u, d in
                        zip(m["active_units"], m["latent_dims"]))
-    held = ["no code" if c["held"] is None else f"{c['held']}/{c['seeds']}"
+    held = [c["untestable"] or f"{c['held']}/{c['seeds']}"
             for c in m["claims"]]
     lines.append(f"| {m['model']} | {m['seeds']} | {units} | "
                  f"{_cell(m['l1'], 4)} | {_cell(m['kid_samples'])} | "

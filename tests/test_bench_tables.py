@@ -123,6 +123,20 @@ def test_ablation_table_rows_per_model(tmp_path, capsys, monkeypatch):
   assert rows[1]["claims"][0]["held"] is None
 
 
+def test_a_claim_in_the_only_coded_rung_is_not_counted(tmp_path, capsys,
+                                                       monkeypatch):
+  # MNIST's single code: the claim's rung (2) is the only one with a code,
+  # so every factor moves with it and its margin is 1 whatever it learnt.
+  ablation = bench_module("ablation_table")
+  single = metrics(6939, [-1.0, 1.0], [2, 2])
+  single.update(latent_dims=[0, 0, 8], active_units=[0, 0, 8])
+  (tmp_path / "s0.json").write_text(json.dumps(single))
+  monkeypatch.setattr("sys.argv", ["ablation_table",
+                                   f"single code={tmp_path}/s*.json"])
+  ablation.main()
+  assert capsys.readouterr().out.rstrip().endswith("| no code | one code |")
+
+
 def test_ablation_table_refuses_a_pattern_that_matches_nothing(tmp_path,
                                                                monkeypatch):
   ablation = bench_module("ablation_table")
