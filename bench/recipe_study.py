@@ -451,12 +451,16 @@ def markdown(rows):
   f = lambda v: "n/a" if v is None else f"{v:.2f}"
   lines = ["| recipe | steps | validation L1 | digit kNN (rungs 0/1/2) | thickness "
            "kNN R^2 | inclination kNN R^2 | KID samples / recon | "
-           "claims held |",
+           "claims held, decoder / encoder |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:
     t = r["factors"]
     per = lambda name, metric: " / ".join(f(v) for v in t[name][metric])
-    held = sum(1 for c in r["claims"] if c["held"])
+    # The decoder side is the verdict (docs/FIDELITY.md); the encoder's
+    # probes are the second line.
+    decoder = r.get("decoder_claims") or []
+    held = (f"{sum(1 for c in decoder if c['held'])}/{len(decoder)} / "
+            f"{sum(1 for c in r['claims'] if c['held'])}")
     kid = (f"{r['kid_samples']:.3f} / {r['kid_reconstructions']:.3f}"
            if "kid_samples" in r else "n/a")
     lines.append(

@@ -261,3 +261,17 @@ def test_a_seed_reaches_the_command_and_names_the_workdir():
   args.seed = 0  # seed 0 keeps the workdir names earlier screens wrote
   assert recipe_study.workdir_of("mnist_hierarchy_top3", args).endswith(
       "/mnist_hierarchy_top3")
+
+
+def test_the_mnist_table_counts_the_decoder_verdicts_first():
+  # A try whose encoder probes place width and the digit but whose decoder
+  # holds only the digit: the table must not print the encoder's 2 as if
+  # it were the verdict.
+  factor = {"knn_accuracy": [0.3, 0.4, 0.6], "knn_r2": [0.5, 0.0, 0.1]}
+  row = {"recipe": "a_try", "step": 10, "l1": 0.04,
+         "factors": {"digit": factor, "thickness": factor,
+                     "inclination": factor},
+         "claims": [{"held": True}, {"held": False}, {"held": True}],
+         "decoder_claims": [{"held": False}, {"held": False}, {"held": True}]}
+  line = recipe_study.markdown([row]).splitlines()[-1]
+  assert line.endswith("| n/a | 1/3 / 2/3 |"), line
