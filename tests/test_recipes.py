@@ -275,3 +275,44 @@ def test_the_mnist_table_counts_the_decoder_verdicts_first():
          "decoder_claims": [{"held": False}, {"held": False}, {"held": True}]}
   line = recipe_study.markdown([row]).splitlines()[-1]
   assert line.endswith("| n/a | 1/3 / 2/3 |"), line
+
+
+def config_file(path):
+  """The config of ``path`` (relative to the root), as main.py reads it."""
+  argv = ["main", f"--config={os.path.join(ROOT, path)}"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+  values(argv)
+  return values.config.to_dict()
+
+
+KL_CELEBA = {"regularizer": "kl", "rec_weight": 1536.0, "kl_weight": 1.0,
+             "kl_warmup_steps": 2000}
+KL_MNIST = {"regularizer": "kl", "reconstruction": "l1", "rec_weight": 6272.0,
+            "kl_weight": 1.0, "kl_warmup_steps": 2000}
+
+
+@pytest.mark.parametrize("config_path,loss_changes,prefix", [
+    ("configs/celeba_small_vae.py", {}, "celeba_small_vae_seed"),
+    ("configs/mnist_vae.py", {}, "mnist_vae_seed"),
+    ("configs/published/celeba_small_8086.py", KL_CELEBA,
+     "celeba_small_kl_seed"),
+    ("configs/published/mnist_hierarchy_6939.py", KL_MNIST,
+     "mnist_hierarchy_kl_seed")])
+def test_every_ablation_run_is_its_config_but_the_seed(config_path,
+                                                        loss_changes, prefix):
+  """The ablation's rows (docs/FIDELITY.md) are what their configs train:
+  the single codes their configs, the KL ladders the published ladder with
+  the original VLAE's KL weighting (the ledger's commands)."""
+  expected = config_file(config_path)
+  expected["loss"].update(loss_changes)
+  expected = as_lists(frozen_fields(expected))
+  runs = published_runs(prefix)
+  assert len(runs) == 3, runs
+  for path in runs:
+    with open(path) as f:
+      recorded = frozen_fields(json.load(f))
+    assert f"seed{recorded['seed']}" in path
+    recorded.update(seed=0, data_dir="")
+    expected.update(data_dir="")
+    assert recorded == expected, path
