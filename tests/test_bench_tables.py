@@ -1,6 +1,6 @@
-"""bench/seed_table.py and bench/training_curve.py: the tables and the curve
-the published results are read from, on metrics shaped as evaluate writes
-them."""
+"""The bench scripts the published results are read from (seed_table,
+training_curve, ablation_table, choose_recipe), on metrics shaped as
+evaluate writes them and on the recorded files under results/."""
 
 import importlib.util
 import json
@@ -144,3 +144,60 @@ def test_ablation_table_refuses_a_pattern_that_matches_nothing(tmp_path,
                                    f"KL={tmp_path}/none*.json"])
   with pytest.raises(SystemExit, match="no file matched"):
     ablation.main()
+
+
+def test_choose_recipe_reproduces_the_published_choices(tmp_path, capsys,
+                                                        monkeypatch):
+  """The recorded validation files give the choices the ledger reports:
+  the std ceiling among the MNIST tries, KL weight 1 among 0.1-3."""
+  choose = bench_module("choose_recipe")
+  results = os.path.join(ROOT, "results")
+  for inputs, chosen in (
+      (["mnist_hierarchy_tries_seed0_validation.json",
+        "mnist_hierarchy=mnist_hierarchy_seed0/validation_metrics.json"],
+       "mnist_hierarchy_ceil0.5"),
+      (["mnist_hierarchy_kl_w0.1_w3_seed0_validation.json",
+        "mnist_hierarchy_kl_w0.3_seed0_validation.json",
+        "mnist_hierarchy_kl=mnist_hierarchy_kl_seed0/validation_metrics.json"],
+       "mnist_hierarchy_kl")):
+    paths = [p.replace("=", f"={results}/") if "=" in p else
+             os.path.join(results, p) for p in inputs]
+    monkeypatch.setattr("sys.argv", ["choose_recipe", *paths, "--out",
+                                     str(tmp_path / "c.json")])
+    choose.main()
+    assert capsys.readouterr().out.rstrip().endswith(f"chosen: {chosen}")
+    assert json.loads((tmp_path / "c.json").read_text())["chosen"] == chosen
+
+
+def test_choose_recipe_ranks_by_the_rule_in_order():
+  choose = bench_module("choose_recipe")
+  held = lambda n: [{"held": i < n} for i in range(3)]
+  rows = [{"recipe": "a", "decoder_claims": held(3), "l1": 0.05},
+          {"recipe": "b", "decoder_claims": held(3), "l1": 0.04},
+          {"recipe": "c", "decoder_claims": held(2), "l1": 0.01},
+          {"recipe": "d", "decoder_claims": None, "l1": 0.001}]
+  assert [r["recipe"] for r in choose.rank(rows, ["claims", "l1"])] == [
+      "b", "a", "c", "d"]  # claims first; a missing key ranks last
+  assert [r["recipe"] for r in choose.rank(rows, ["l1"])] == [
+      "d", "c", "b", "a"]
+
+
+def test_choose_recipe_refuses_test_numbers_and_doubles(tmp_path,
+                                                        monkeypatch):
+  choose = bench_module("choose_recipe")
+  test_run = tmp_path / "test.json"
+  test_run.write_text(json.dumps(metrics(100, [0.1, 0.1], [0, 2],
+                                         split="test")))
+  for argv, message in (
+      ([f"seed0={test_run}"], "measure the test split"),
+      ([str(test_run)], "name it"),
+      ([f"a={tmp_path / 'none.json'}"], "cannot read")):
+    monkeypatch.setattr("sys.argv", ["choose_recipe", *argv])
+    with pytest.raises(SystemExit, match=message):
+      choose.main()
+  valid = tmp_path / "valid.json"
+  valid.write_text(json.dumps(metrics(100, [0.1, 0.1], [0, 2])))
+  monkeypatch.setattr("sys.argv", ["choose_recipe", f"a={valid}",
+                                   f"a={valid}"])
+  with pytest.raises(SystemExit, match="given twice"):
+    choose.main()
