@@ -145,13 +145,18 @@ def test_screened_recipes_keep_the_config_they_ran_on():
   assert tuple(top_down.rung_start_steps) == (450, 300, 150, 0)
 
 
-def published_config(name):
-  """configs/published/NAME.py's config, as main.py reads it."""
-  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'published', name)}.py"]
+def config_file(path):
+  """The config of ``path`` (relative to the root), as main.py reads it."""
+  argv = ["main", f"--config={os.path.join(ROOT, path)}"]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
   values(argv)
   return values.config.to_dict()
+
+
+def published_config(name):
+  """configs/published/NAME.py's config, as main.py reads it."""
+  return config_file(os.path.join("configs", "published", f"{name}.py"))
 
 
 def as_lists(value):
@@ -275,15 +280,6 @@ def test_the_mnist_table_counts_the_decoder_verdicts_first():
          "decoder_claims": [{"held": False}, {"held": False}, {"held": True}]}
   line = recipe_study.markdown([row]).splitlines()[-1]
   assert line.endswith("| n/a | 1/3 / 2/3 |"), line
-
-
-def config_file(path):
-  """The config of ``path`` (relative to the root), as main.py reads it."""
-  argv = ["main", f"--config={os.path.join(ROOT, path)}"]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
-  values(argv)
-  return values.config.to_dict()
 
 
 KL_CELEBA = {"regularizer": "kl", "rec_weight": 1536.0, "kl_weight": 1.0,
