@@ -1,7 +1,6 @@
 """Helpers shared by the benchmark scripts (not part of the library)."""
 
 import json
-import os
 import statistics
 import time
 

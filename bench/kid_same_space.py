@@ -26,7 +26,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, experiment, inference, sample_quality
+from vlae_jax import datasets, experiment, files, inference, sample_quality
 from vlae_jax import workdir as workdirs
 
 
@@ -90,17 +90,16 @@ def main():
            "kid_real_through_resolution": kid_of(own_images)}
     results["runs"].append(row)
     print(json.dumps(row), flush=True)
-  print(f"| run | trained at | step | KID samples | KID reconstructions | "
-        f"real test images through its resolution |\n| --- | --- | --- | --- "
-        f"| --- | --- |")
+  print("| run | trained at | step | KID samples | KID reconstructions | "
+        "real test images through its resolution |\n| --- | --- | --- | --- "
+        "| --- | --- |")
   for r in results["runs"]:
     print(f"| {r['workdir']} | {r['image_size']}x{r['image_size']} | "
           f"{r['step']} | {r['kid_samples']:.3f} | "
           f"{r['kid_reconstructions']:.3f} | "
           f"{r['kid_real_through_resolution']:.3f} |")
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=1)
+    files.write_atomically(args.out, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

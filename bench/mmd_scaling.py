@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vlae_jax import mmd  # pylint: disable=g-import-not-at-top
+from vlae_jax import files, mmd  # pylint: disable=g-import-not-at-top
 
 
 def tiled(x, y):
@@ -125,10 +125,9 @@ def main():
       rows.append(result)
       print(f"{n:>6} {d:>3} | " + " | ".join(cells) + f" | {ratio:5.2f}x",
             flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"device": str(device.device_kind), "jax": jax.__version__,
-               "rows": rows}, f, indent=1)
+  files.write_atomically(args.out, json.dumps(
+      {"device": str(device.device_kind), "jax": jax.__version__,
+       "rows": rows}, indent=1))
   print(f"wrote {args.out}")
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from vlae_jax import datasets, experiment, objective, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, files, objective, train  # pylint: disable=g-import-not-at-top
 
 
 def timed(fn, *args, repeats=5):
@@ -98,8 +98,7 @@ def main():
   rest = step["seconds"] - rows["loss forward+backward"]["seconds"]
   print(f"optimizer + bookkeeping (step - forward+backward): {rest * 1e3:.1f} ms")
   out = os.path.join(ROOT, "results", "performance", f"profile_{args.config}.json")
-  with open(out, "w") as f:
-    json.dump(rows, f, indent=1)
+  files.write_atomically(out, json.dumps(rows, indent=1))
   print(f"wrote {out}")
   del total
 

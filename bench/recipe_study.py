@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 CELEBA = os.path.join(os.path.dirname(ROOT), "shared", "data", "celeba")
 sys.path.insert(0, ROOT)
-from vlae_jax import factors  # pylint: disable=g-import-not-at-top  # no JAX
+from vlae_jax import factors, files  # pylint: disable=g-import-not-at-top  # no JAX
 
 RECIPES = {
     "reference": [],
@@ -536,8 +536,7 @@ def main():
     rows.append(summary(name, workdir, float("nan")))
     print(f"{name}: step {rows[-1]['step']} (evaluated again)", flush=True)
     if args.out:
-      with open(args.out, "w") as f:
-        json.dump(rows, f, indent=1)
+      files.write_atomically(args.out, json.dumps(rows, indent=1))
   while pending:
     batch, pending = pending[:args.parallel], pending[args.parallel:]
     procs = []
@@ -561,8 +560,7 @@ def main():
       rows.append(summary(name, workdir, seconds))
       print(f"{name}: step {rows[-1]['step']}, {seconds:.0f} s", flush=True)
       if args.out:
-        with open(args.out, "w") as f:
-          json.dump(rows, f, indent=1)
+        files.write_atomically(args.out, json.dumps(rows, indent=1))
   print(markdown(rows) if all(n in RECIPES for n in names)
         else celeba_markdown(rows))
 

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import compile_with_cost, matmul_peak, xla_step_flops  # pylint: disable=g-import-not-at-top
-from vlae_jax import datasets, experiment, train  # pylint: disable=g-import-not-at-top
+from vlae_jax import datasets, experiment, files, train  # pylint: disable=g-import-not-at-top
 
 
 def memory_limit():
@@ -132,10 +132,8 @@ def main():
               f"{r['flops_per_second'] / 1e9:8.1f} "
               f"{r['fraction_of_peak']:8.1%} {r['compile_seconds']:9.1f}",
               flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"device": device, "matmul_peak_flops": peak, "rows": rows}, f,
-              indent=1)
+  files.write_atomically(args.out, json.dumps(
+      {"device": device, "matmul_peak_flops": peak, "rows": rows}, indent=1))
   print(f"wrote {args.out}")
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import ROOT, run_main
