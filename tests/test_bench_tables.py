@@ -4,8 +4,11 @@ evaluate writes them and on the recorded files under results/."""
 
 import importlib.util
 import json
-import re
 import os
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -211,25 +214,25 @@ def test_choose_recipe_refuses_test_numbers_and_doubles(tmp_path,
 # rerun here.)
 TABLE_SCRIPTS = ("seed_table", "ablation_table", "choose_recipe",
                  "training_curve")
+# A ledger command in backticks: (the whole command, its script, its --out).
+LEDGER_COMMAND = re.compile(r"`(python bench/(\w+)\.py [^`]*--out "
+                            r"(results/[^` ]+\.json)[^`]*)`")
+
+
+def ledger_commands():
+  with open(os.path.join(ROOT, "results", "README.md")) as f:
+    return LEDGER_COMMAND.findall(f.read())
 
 
 def ledger_table_commands():
-  with open(os.path.join(ROOT, "results", "README.md")) as f:
-    ledger = f.read()
-  commands = set()
-  for command in re.findall(r"`(python bench/(\w+)\.py [^`]*--out "
-                            r"(results/[^` ]+\.json)[^`]*)`", ledger):
-    if command[1] in TABLE_SCRIPTS:
-      commands.add((command[0], command[2]))
-  return sorted(commands)
+  return sorted({(command, out) for command, script, out in ledger_commands()
+                 if script in TABLE_SCRIPTS})
 
 
 def test_every_table_under_results_has_its_command_in_the_ledger():
   """Each results/*.json is the --out of a command the ledger spells out in
   full (no "the same for validation" a reader must guess)."""
-  with open(os.path.join(ROOT, "results", "README.md")) as f:
-    named = set(re.findall(r"`python bench/\w+\.py [^`]*--out (results/[^` ]+"
-                           r"\.json)[^`]*`", f.read()))
+  named = {out for _, _, out in ledger_commands()}
   tables = {f"results/{name}" for name in os.listdir(
       os.path.join(ROOT, "results")) if name.endswith(".json")}
   assert tables - named == set()
@@ -241,15 +244,11 @@ def test_every_table_under_results_has_its_command_in_the_ledger():
 
 @pytest.mark.parametrize("command,out", ledger_table_commands())
 def test_every_ledger_table_is_what_its_command_makes(command, out, tmp_path):
-  import shlex  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   fresh = str(tmp_path / os.path.basename(out))
   command = command.replace(f"--out {out}", f"--out {shlex.quote(fresh)}")
   # The figure a curve command draws is not compared; keep it out of
   # results/.
-  command = re.sub(r"--figure \S+", f"--figure {tmp_path}/curve.png",
-                   command) if "--figure" in command else command
+  command = re.sub(r"--figure \S+", f"--figure {tmp_path}/curve.png", command)
   # bash expands the seeds' braces and globs as a user's shell does.
   done = subprocess.run(
       ["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)],
