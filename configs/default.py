@@ -85,6 +85,8 @@ def get_config():
 
   # Optimisation.
   config.learning_rate = 1e-3
+  # Steps over which the rate rises linearly from 0 (0: none, plain Adam).
+  config.warmup_steps = 0
   config.batch_size = 100
   config.num_train_steps = 3000
   config.seed = 0

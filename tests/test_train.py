@@ -155,6 +155,35 @@ def test_a_second_run_resumes_at_the_saved_step_bitwise(tmp_path):
   assert_resume_is_bitwise(tmp_path)
 
 
+def test_the_warmup_raises_the_rate_linearly_from_zero():
+  """Step 0 at rate 0 moves no weight; step 1 at a quarter of the rate
+  moves each by at most about a quarter of Adam's unit step."""
+  config = tiny_config(learning_rate=1e-2, warmup_steps=4)
+  _, state, step = setup(config)
+  batch = fixed_batch(config)
+  before = jax.device_get(state.params)
+  state, _ = step(state, batch)
+  first = jax.device_get(state.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, before, first)
+  state, _ = step(state, batch)
+  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
+      jax.tree_util.tree_leaves(jax.device_get(state.params)),
+      jax.tree_util.tree_leaves(first)))
+  assert 0.1 * 1e-2 / 4 < moved < 1.5 * 1e-2 / 4, moved
+  # Without a warm-up, Adam's first step moves weights by the full rate.
+  _, plain, plain_step = setup(tiny_config(learning_rate=1e-2))
+  plain_before = jax.device_get(plain.params)
+  plain, _ = plain_step(plain, batch)
+  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
+      jax.tree_util.tree_leaves(jax.device_get(plain.params)),
+      jax.tree_util.tree_leaves(plain_before)))
+  assert 0.9 * 1e-2 < moved < 1.1 * 1e-2, moved
+
+
+def test_a_run_with_a_warmup_resumes_bitwise(tmp_path):
+  assert_resume_is_bitwise(tmp_path, warmup_steps=15)
+
+
 def test_a_workdir_of_a_different_model_is_refused(tmp_path):
   config = tiny_config(tmp_path, num_train_steps=2, checkpoint_every=2)
   train.train_and_evaluate(config, str(tmp_path / "w"))
@@ -299,6 +328,8 @@ def test_rung_mmd_weights_are_checked(weights, ok):
     ("rung_start_steps", (5, 10, 20), r"keeps every rung out of the decoder "
      r"at step 0; start at least one rung \(the top\) at 0"),
     ("rung_fade_steps", -3, r"rung_fade_steps must be an integer >= 0, got -3"),
+    ("warmup_steps", -1, r"--config.warmup_steps must be an integer >= 0 "
+     r"\(0: no warm-up\), got -1"),
     ("decode_workers", 1.5, r"decode_workers must be an integer >= 0 \(0 "
      r"means every core\), got 1.5"),
     ("loss.num_prior_samples", -2, r"num_prior_samples must be an integer >= "

@@ -103,6 +103,10 @@ def validate(config):
       not math.isfinite(limit) or limit < 0:
     raise ConfigError(f"--config.max_train_minutes must be >= 0 (0: no "
                       f"limit), got {limit!r}.")
+  warmup = config.get("warmup_steps", 0)
+  if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+    raise ConfigError(f"--config.warmup_steps must be an integer >= 0 (0: "
+                      f"no warm-up), got {warmup!r}.")
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)

@@ -34,7 +34,19 @@ class TrainState:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate)
+  """Adam at ``config.learning_rate``, reached linearly over
+  ``config.warmup_steps`` steps from 0 where that is set.
+
+  Why a warm-up: Adam moves every weight by about the learning rate from
+  the first step on, whatever the gradient's size, so a dense head with a
+  large fan-in (rung 0's at 64x64 reads 32 x 32 x 64 features) moves its
+  output by fan-in x rate at once and its codes leave the MMD kernel's
+  reach, where the MMD term has no gradient. 0 keeps plain Adam (and the
+  optimizer state of runs saved without a warm-up)."""
+  warmup = config.get("warmup_steps", 0)
+  if not warmup:
+    return optax.adam(config.learning_rate)
+  return optax.adam(optax.linear_schedule(0.0, config.learning_rate, warmup))
 
 
 def create_model(config, image_shape=None) -> models.VLAE:
