@@ -173,10 +173,10 @@ def as_lists(value):
   return value
 
 
-# Fields added after a config was frozen that cannot change what it trains
-# (which checkpoints are kept), at their defaults: a current config may carry
-# them beyond the frozen one.
-LATER_BOOKKEEPING = {"keep_checkpoint_every": 0}
+# Fields added after a config was frozen, at the defaults that train as
+# before they existed (which checkpoints are kept; no warm-up, plain Adam):
+# a current config may carry them beyond the frozen one.
+LATER_BOOKKEEPING = {"keep_checkpoint_every": 0, "warmup_steps": 0}
 
 
 def frozen_fields(config):
