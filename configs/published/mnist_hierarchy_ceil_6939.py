@@ -1,6 +1,6 @@
-"""Frozen: the config of the published MNIST claims since 2026-12-05
-(README, results/README.md: mnist_hierarchy_ceil seeds 0, 1, 2 at 6,939
-steps with 5,000 train digits held out for validation), whatever
+"""Frozen: the config of the MNIST claims published on 2026-12-05 until the
+6-D top rung replaced it (results/README.md: mnist_hierarchy_ceil seeds 0,
+1, 2 at 6,939 steps with 5,000 train digits held out for validation), whatever
 configs/mnist_hierarchy.py becomes: configs/published/mnist_hierarchy_6939.py
 with every rung's posterior std capped at 0.5, the try chosen on the
 validation digits (bench/recipe_study.py's `mnist_hierarchy_ceil0.5` row,
