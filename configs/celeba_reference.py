@@ -25,6 +25,7 @@ def get_config():
   config.model.decoder_activation = "relu"
   config.model.rung_std_ceilings = ()
   config.learning_rate = 2e-4
+  config.warmup_steps = 0  # the reference's plain Adam
   config.rung_start_steps = ()
   config.rung_fade_steps = 0
   return config
