@@ -17,7 +17,7 @@ how they were found):
   500-step linear warm-up (the only change not from the 32x32 screens):
   at 64x64 rung 0's head reads 32 x 32 x 64 features, and Adam's first
   full-rate steps threw its codes out of the MMD kernel's reach (MMD^2
-  0.83 over steps 50-150, against 0.01-0.03 with the warm-up).
+  0.83 over steps 50-150, against 0.012-0.022 with the warm-up).
 configs/celeba_small.py is this recipe at 32x32 and half the widths (the
 variant that trains on a CPU); configs/celeba_reference.py is the reference
 code's networks and training layer for layer.
