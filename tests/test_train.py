@@ -155,6 +155,13 @@ def test_a_second_run_resumes_at_the_saved_step_bitwise(tmp_path):
   assert_resume_is_bitwise(tmp_path)
 
 
+def largest_change(after, before) -> float:
+  """The largest absolute change of any parameter between two pytrees."""
+  return max(float(np.max(np.abs(a - b))) for a, b in zip(
+      jax.tree_util.tree_leaves(jax.device_get(after)),
+      jax.tree_util.tree_leaves(jax.device_get(before))))
+
+
 def test_the_warmup_raises_the_rate_linearly_from_zero():
   """Step 0 at rate 0 moves no weight; step 1 at a quarter of the rate
   moves each by at most about a quarter of Adam's unit step."""
@@ -166,17 +173,13 @@ def test_the_warmup_raises_the_rate_linearly_from_zero():
   first = jax.device_get(state.params)
   jax.tree_util.tree_map(np.testing.assert_array_equal, before, first)
   state, _ = step(state, batch)
-  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
-      jax.tree_util.tree_leaves(jax.device_get(state.params)),
-      jax.tree_util.tree_leaves(first)))
+  moved = largest_change(state.params, first)
   assert 0.1 * 1e-2 / 4 < moved < 1.5 * 1e-2 / 4, moved
   # Without a warm-up, Adam's first step moves weights by the full rate.
   _, plain, plain_step = setup(tiny_config(learning_rate=1e-2))
   plain_before = jax.device_get(plain.params)
   plain, _ = plain_step(plain, batch)
-  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
-      jax.tree_util.tree_leaves(jax.device_get(plain.params)),
-      jax.tree_util.tree_leaves(plain_before)))
+  moved = largest_change(plain.params, plain_before)
   assert 0.9 * 1e-2 < moved < 1.1 * 1e-2, moved
 
 
