@@ -118,7 +118,9 @@ def test_each_mnist_try_is_one_change_to_the_recipe(row, field, value):
 
 
 @pytest.mark.parametrize("row,top", [("mnist_hierarchy_ceil0.5_top3", 3),
-                                     ("mnist_hierarchy_ceil0.5_top6", 6)])
+                                     ("mnist_hierarchy_ceil0.5_top6", 6),
+                                     ("mnist_hierarchy_ceil0.5_top8", 8),
+                                     ("mnist_hierarchy_ceil0.5_top10", 10)])
 def test_the_top_rung_tries_on_the_ceiling_are_one_change_each(row, top):
   recipe = parsed_config("mnist_hierarchy_ceil0.5").to_dict()
   tried = parsed_config(row).to_dict()
