@@ -40,6 +40,19 @@ def parsed_config(name, overrides=None):
   return values.config
 
 
+def assert_one_change(row, base_row, field, value):
+  """Recipe ``row`` is ``base_row`` with ``field`` (a key path) set to
+  ``value`` and nothing else changed."""
+  tried, base = parsed_config(row).to_dict(), parsed_config(base_row).to_dict()
+  *path, name = field
+  tried_part, base_part = tried, base
+  for key in path:
+    tried_part, base_part = tried_part[key], base_part[key]
+  assert tuple(tried_part.pop(name)) == value
+  assert tuple(base_part.pop(name)) != value
+  assert tried == base  # nothing else differs
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_overrides_parse_and_validate(name):
   configuration.validate(parsed_config(name))
@@ -69,6 +82,16 @@ def test_the_recipe_row_is_configs_celeba_small():
   tried = parsed_config("celeba_small_recipe_top20")
   assert tuple(tried.model.latent_dims) == (10, 10, 10, 20)
   assert tuple(tried.rung_start_steps) == (0, 450, 150, 300)
+
+
+@pytest.mark.parametrize("row, field, value", [
+    ("celeba_small_recipe_rung12_together", ("rung_start_steps",),
+     (0, 150, 150, 300)),
+    ("celeba_small_recipe_rung2_dim6", ("model", "latent_dims"),
+     (10, 10, 6, 10))])
+def test_each_face_colour_try_is_one_change_to_the_celeba_recipe(row, field,
+                                                                  value):
+  assert_one_change(row, "celeba_small_recipe", field, value)
 
 
 def test_the_kl_rows_are_the_recipes_with_kl():
@@ -106,15 +129,7 @@ def test_the_top6_row_is_the_config():
     ("mnist_hierarchy_top_mmd300", ("loss", "rung_mmd_weights"),
      (100, 100, 300))])
 def test_each_mnist_try_is_one_change_to_the_recipe(row, field, value):
-  tried, recipe = (parsed_config(row).to_dict(),
-                   parsed_config("mnist_hierarchy").to_dict())
-  *path, name = field
-  tried_part, recipe_part = tried, recipe
-  for key in path:
-    tried_part, recipe_part = tried_part[key], recipe_part[key]
-  assert tuple(tried_part.pop(name)) == value
-  recipe_part.pop(name)
-  assert tried == recipe  # nothing else differs
+  assert_one_change(row, "mnist_hierarchy", field, value)
 
 
 @pytest.mark.parametrize("row,top", [("mnist_hierarchy_ceil0.5_top3", 3),
