@@ -86,11 +86,18 @@ def test_evaluate_on_validation_writes_beside_the_test_metrics(tmp_path):
                         "metrics.json").read_text())
   assert metrics["split"] == "validation" and metrics["test_images"] == 200
   assert "validation images: 200" in chosen.stdout
+  # Every line of the report names the split it measured.
+  text = (workdir / "eval" / "validation" / "metrics.txt").read_text()
+  assert "KID, prior samples vs validation" in text
+  assert "6 validation images x 2 draws" in text
+  assert "test" not in text.replace(str(tmp_path), "")
   assert not (workdir / "eval" / "metrics.json").exists()
   reported = run_main("--mode=evaluate", f"--workdir={workdir}", *flags)
   assert reported.returncode == 0, reported.stderr[-2000:]
   metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert metrics["split"] == "test" and metrics["test_images"] == 297
+  text = (workdir / "eval" / "metrics.txt").read_text()
+  assert "KID, prior samples vs test" in text and "6 test images x" in text
 
 
 @pytest.mark.parametrize("args,message", [

@@ -79,11 +79,11 @@ def measure(run: Run, classify, embed, images: int, draws: int) -> Dict:
   if constant:
     run.caveats.append(
         f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} "
-        f"constant over the {len(run.test_images)} real test images: "
+        f"constant over the {len(run.test_images)} real {run.split} images: "
         "decoder-side values unscaled, no claim judged on them")
   if count < MIN_IMAGES_FOR_INTERVALS:
     run.caveats.append(
-        f"the decoder side uses {count} test images: its 95% intervals "
+        f"the decoder side uses {count} {run.split} images: its 95% intervals "
         f"need at least {MIN_IMAGES_FOR_INTERVALS} to mean much")
   return {"decoder_claims": intervention.judge_claims(decoder["resample"],
                                                       run.domain.claims),

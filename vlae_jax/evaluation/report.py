@@ -34,6 +34,7 @@ def format_factors(metrics: Dict) -> List[str]:
   face arithmetic table."""
   lines = []
   rungs = len(metrics["mmd"])
+  split = metrics.get("split", "test")  # reports before splits said "test"
   controls = metrics.get("factor_controls")
   if "factors" in metrics:
     columns = [f"rung {l}" for l in range(rungs)]
@@ -70,7 +71,7 @@ def format_factors(metrics: Dict) -> List[str]:
   decoder = metrics.get("decoder", {}).get("resample")
   if decoder:
     lines += ["", f"decoder side: share of each factor's change when one rung "
-              f"is resampled ({decoder['images']} test images x "
+              f"is resampled ({decoder['images']} {split} images x "
               f"{decoder['draws']} draws; 95% bootstrap interval); "
               f"'all' = spread of prior samples / spread of real images",
               "factor".ljust(22) + "".join(f"{f'rung {l}':>18}"
@@ -109,7 +110,7 @@ def format_factors(metrics: Dict) -> List[str]:
   if specificity:
     causes = list(next(iter(specificity.values())))
     lines += ["", "each claim factor's response to an edit of each claim's "
-              "cause, on the real test faces (std units; its own cause >= "
+              f"cause, on the real {split} faces (std units; its own cause >= "
               f"{factors.SPECIFICITY_RATIO:g}x the others)",
               "factor".ljust(24) + "".join(f"{c:>15}" for c in causes)]
     for factor in domains.of(metrics["dataset"]).claim_causes:
@@ -126,11 +127,11 @@ def format_factors(metrics: Dict) -> List[str]:
       low, high = entry["interval"]
       return f"{entry['mean']:.4f} [{low:.4f}, {high:.4f}]"
 
-    lines += ["", f"KID, prior samples vs test: {kid_text(kid)}; "
-              f"reconstructions vs test: {kid_text(floor)} "
+    lines += ["", f"KID, prior samples vs {split}: {kid_text(kid)}; "
+              f"reconstructions vs {split}: {kid_text(floor)} "
               f"({quality['images']} images; interval: 95% of "
               f"{kid.get('interval_subset_size', 0)}-image subsets; "
-              f"classifier test accuracy "
+              f"classifier accuracy on the {split} images "
               f"{quality['classifier_test_accuracy']:.3f})",
               "resampling one rung moves features".ljust(32) + "".join(
                   _cell(v) for v in quality["resampling_shift"])]
@@ -162,7 +163,7 @@ def format_table(metrics: Dict) -> str:
            f"({metrics['reconstruction_loss']}): "
            f"{metrics['reconstruction']:.4f}   L1: {metrics['l1']:.4f}", "",
            f"{'':24}" + "".join(f"{f'rung {l}':>10}" for l in range(rungs))]
-  lines.append(f"{'MMD^2 (test vs prior)':24}"
+  lines.append(f"{'MMD^2 (codes vs prior)':24}"
                + "".join(f"{v:10.5f}" for v in metrics["mmd"]))
   lines.append(f"{'active units':24}" + "".join(
       f"{f'{a}/{d}':>10}" for a, d in zip(metrics["active_units"],
