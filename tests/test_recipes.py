@@ -109,8 +109,8 @@ def test_the_kl_rows_are_the_recipes_with_kl():
     assert kl == mmd  # nothing else differs
 
 
-def test_the_top6_row_is_the_config():
-  row = parsed_config("mnist_hierarchy_ceil0.5_top6").to_dict()
+def test_the_top8_row_is_the_config():
+  row = parsed_config("mnist_hierarchy_ceil0.5_top8").to_dict()
   argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
@@ -239,7 +239,8 @@ def test_the_24000_step_config_is_the_published_recipe_trained_longer():
     ("celeba_small_24000", "celeba_small_curve_seed"),
     ("mnist_hierarchy_6939", "mnist_hierarchy_seed"),
     ("mnist_hierarchy_ceil_6939", "mnist_hierarchy_ceil_seed"),
-    ("mnist_hierarchy_top6_6939", "mnist_hierarchy_top6_seed")])
+    ("mnist_hierarchy_top6_6939", "mnist_hierarchy_top6_seed"),
+    ("mnist_hierarchy_top8_6939", "mnist_hierarchy_top8_seed")])
 def test_every_published_run_is_its_frozen_config_but_the_seed(frozen_name,
                                                                 prefix):
   # mnist_hierarchy_top6's seed 2 trained before warmup_steps existed.
@@ -267,15 +268,18 @@ def test_the_ceiling_recipe_is_the_published_mnist_recipe_with_ceilings():
   assert as_lists(ceiling) == as_lists(recipe)
 
 
-def test_the_top6_recipe_is_the_ceiling_recipe_with_a_6d_top_rung():
-  """configs/published/mnist_hierarchy_top6_6939.py = the ceiling recipe
-  with latent_dims (2, 2, 6), nothing else (its runs carry warmup_steps=0,
-  a later field that trains as before)."""
-  top6, ceiling = (frozen_fields(published_config("mnist_hierarchy_top6_6939")),
-                   frozen_fields(published_config("mnist_hierarchy_ceil_6939")))
-  assert tuple(top6["model"].pop("latent_dims")) == (2, 2, 6)
+@pytest.mark.parametrize("frozen_name,top", [("mnist_hierarchy_top6_6939", 6),
+                                             ("mnist_hierarchy_top8_6939", 8)])
+def test_the_wider_top_recipes_are_the_ceiling_recipe_with_a_wider_top_rung(
+    frozen_name, top):
+  """configs/published/mnist_hierarchy_top{6,8}_6939.py = the ceiling
+  recipe with latent_dims (2, 2, 6 or 8), nothing else (their runs carry
+  warmup_steps=0, a later field that trains as before)."""
+  wider, ceiling = (frozen_fields(published_config(frozen_name)),
+                    frozen_fields(published_config("mnist_hierarchy_ceil_6939")))
+  assert tuple(wider["model"].pop("latent_dims")) == (2, 2, top)
   assert tuple(ceiling["model"].pop("latent_dims")) == (2, 2, 4)
-  assert as_lists(top6) == as_lists(ceiling)
+  assert as_lists(wider) == as_lists(ceiling)
 
 
 def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
@@ -284,7 +288,7 @@ def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
   config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
   values(argv)
   config, published = (frozen_fields(values.config.to_dict()),
-                       frozen_fields(published_config("mnist_hierarchy_top6_6939")))
+                       frozen_fields(published_config("mnist_hierarchy_top8_6939")))
   for bookkeeping in ("log_every", "eval_every", "image_every", "name"):
     config.pop(bookkeeping), published.pop(bookkeeping)  # the study's
   assert as_lists(config) == as_lists(published)

@@ -1,5 +1,6 @@
-"""Frozen: the config of the published MNIST claims since 2026-12-05
-(README, results/README.md: mnist_hierarchy_top6 seeds 0, 1, 2 at 6,939
+"""Frozen: the config of the published MNIST claims from 2026-12-05 until
+an 8-D top rung replaced it (configs/published/mnist_hierarchy_top8_6939.py;
+results/README.md: mnist_hierarchy_top6 seeds 0, 1, 2 at 6,939
 steps with 5,000 train digits held out for validation), whatever
 configs/mnist_hierarchy.py becomes:
 configs/published/mnist_hierarchy_ceil_6939.py with a 6-D top rung, the try
