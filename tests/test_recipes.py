@@ -111,11 +111,7 @@ def test_the_kl_rows_are_the_recipes_with_kl():
 
 def test_the_top8_row_is_the_config():
   row = parsed_config("mnist_hierarchy_ceil0.5_top8").to_dict()
-  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
-  values(argv)
-  config = values.config.to_dict()
+  config = config_file(os.path.join("configs", "mnist_hierarchy.py"))
   for name in ("name", "num_train_steps", "validation_size"):  # the study's
     row.pop(name), config.pop(name)
   assert row == config
@@ -275,20 +271,18 @@ def test_the_wider_top_recipes_are_the_ceiling_recipe_with_a_wider_top_rung(
   """configs/published/mnist_hierarchy_top{6,8}_6939.py = the ceiling
   recipe with latent_dims (2, 2, 6 or 8), nothing else (their runs carry
   warmup_steps=0, a later field that trains as before)."""
-  wider, ceiling = (frozen_fields(published_config(frozen_name)),
-                    frozen_fields(published_config("mnist_hierarchy_ceil_6939")))
+  wider, ceiling = (
+      frozen_fields(published_config(frozen_name)),
+      frozen_fields(published_config("mnist_hierarchy_ceil_6939")))
   assert tuple(wider["model"].pop("latent_dims")) == (2, 2, top)
   assert tuple(ceiling["model"].pop("latent_dims")) == (2, 2, 4)
   assert as_lists(wider) == as_lists(ceiling)
 
 
 def test_mnist_hierarchy_is_the_config_its_claims_were_measured_on():
-  argv = ["main", f"--config={os.path.join(ROOT, 'configs', 'mnist_hierarchy.py')}"]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
-  values(argv)
-  config, published = (frozen_fields(values.config.to_dict()),
-                       frozen_fields(published_config("mnist_hierarchy_top8_6939")))
+  config, published = (
+      frozen_fields(config_file(os.path.join("configs", "mnist_hierarchy.py"))),
+      frozen_fields(published_config("mnist_hierarchy_top8_6939")))
   for bookkeeping in ("log_every", "eval_every", "image_every", "name"):
     config.pop(bookkeeping), published.pop(bookkeeping)  # the study's
   assert as_lists(config) == as_lists(published)

@@ -12,6 +12,7 @@ from conftest import (CELEBA_DIR, MNIST_DIR, needs_celeba, needs_mnist,
                       run_main, tiny_config)
 from test_main import TINY
 from vlae_jax import configuration, datasets
+from vlae_jax.evaluation import report
 
 
 def test_a_held_out_validation_split_partitions_train_the_same_every_seed():
@@ -120,3 +121,14 @@ def test_a_hold_out_as_large_as_train_is_one_line(tmp_path):
   assert ("--config.validation_size=5000 must be between 1 and 1499 (the "
           "train split has 1500 images)") in result.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_the_identity_verifiers_line_names_the_split_it_read():
+  # The face-only lines, which the digits run above never writes.
+  verifier = {"train_faces": 900, "train_identities": 40,
+              "test_auc_real_faces": 0.91, "same_pairs": 120}
+  for split in ("validation", "test"):
+    lines = report.format_factors({"mmd": [0.0] * 4, "split": split,
+                                   "identity_verifier": verifier})
+    assert any(f"AUC on real {split} faces 0.910 over 120" in line
+               for line in lines), lines

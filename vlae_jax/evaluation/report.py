@@ -65,7 +65,7 @@ def format_factors(metrics: Dict) -> List[str]:
   if verifier:
     lines.append(
         f"identity verifier (trained on {verifier['train_faces']} train faces "
-        f"of {verifier['train_identities']} people): AUC on real test faces "
+        f"of {verifier['train_identities']} people): AUC on real {split} faces "
         f"{verifier['test_auc_real_faces']:.3f} over "
         f"{verifier['same_pairs']} same-person pairs")
   decoder = metrics.get("decoder", {}).get("resample")
