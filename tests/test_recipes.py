@@ -88,7 +88,11 @@ def test_the_recipe_row_is_configs_celeba_small():
     ("celeba_small_recipe_rung12_together", ("rung_start_steps",),
      (0, 150, 150, 300)),
     ("celeba_small_recipe_rung2_dim6", ("model", "latent_dims"),
-     (10, 10, 6, 10))])
+     (10, 10, 6, 10)),
+    ("celeba_small_recipe_rung2_mmd300", ("loss", "rung_mmd_weights"),
+     (100, 100, 300, 100)),
+    ("celeba_small_recipe_rung1_mmd30", ("loss", "rung_mmd_weights"),
+     (100, 30, 100, 100))])
 def test_each_face_colour_try_is_one_change_to_the_celeba_recipe(row, field,
                                                                   value):
   assert_one_change(row, "celeba_small_recipe", field, value)
