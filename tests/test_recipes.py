@@ -137,11 +137,10 @@ def test_each_mnist_try_is_one_change_to_the_recipe(row, field, value):
                                      ("mnist_hierarchy_ceil0.5_top8", 8),
                                      ("mnist_hierarchy_ceil0.5_top10", 10)])
 def test_the_top_rung_tries_on_the_ceiling_are_one_change_each(row, top):
-  recipe = parsed_config("mnist_hierarchy_ceil0.5").to_dict()
-  tried = parsed_config(row).to_dict()
-  assert tuple(tried["model"].pop("latent_dims")) == (2, 2, top)
-  assert tuple(recipe["model"].pop("latent_dims")) == (2, 2, 4)
-  assert tried == recipe
+  assert tuple(parsed_config("mnist_hierarchy_ceil0.5").model.latent_dims) == (
+      2, 2, 4)
+  assert_one_change(row, "mnist_hierarchy_ceil0.5", ("model", "latent_dims"),
+                    (2, 2, top))
 
 
 def test_the_kl_ladder_with_the_ceiling_is_one_change():
