@@ -227,7 +227,7 @@ def test_mnist_hierarchy_config_is_mnist_with_a_wider_top_rung_trained_last():
   _, means, _, _ = jax.eval_shape(
       lambda v: model.apply(v, images, rngs={"noise": jax.random.PRNGKey(2)}),
       variables)
-  assert [m.shape for m in means] == [(3, 2), (3, 2), (3, 6)]
+  assert [m.shape for m in means] == [(3, 2), (3, 2), (3, 8)]
   # Middle rung alone at first (fading in too), each scale (step - start +
   # 1) / 200 clipped to [0, 1].
   for step, expected in ((0, (0, 1 / 200, 0)), (500, (101 / 200, 1, 0)),
