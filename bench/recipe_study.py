@@ -279,6 +279,12 @@ def _rung0_two_layers(channels, *more, starts="(0,600,750,900)"):
           f"--config.rung_start_steps={starts}", *more]
 
 
+def _on_the_recipe(*more):
+  """The published CelebA recipe (configs/celeba_small.py: two-layer rung 0,
+  rungs entering 0, 2, 3, 1) with ``more`` flags on top."""
+  return _rung0_two_layers(32, *more, starts="(0,450,150,300)")
+
+
 # Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
 # fade 150 steps): what the rungs' order of entry and sizes do. Each gives
 # its own schedule, so it reproduces whatever the config's default becomes.
@@ -366,22 +372,19 @@ CELEBA_SMALL_RECIPES = {
     #   squared errors of [0, 1] pixels are about a tenth of absolute ones);
     # - a wider top rung (20 dimensions): room for the smile beside what
     #   the top rung already holds.
-    "celeba_small_recipe": _rung0_two_layers(32, starts="(0,450,150,300)"),
-    "celeba_small_recipe_head_branches": _rung0_two_layers(
-        32, "--config.model.head_branches=True", starts="(0,450,150,300)"),
+    "celeba_small_recipe": _on_the_recipe(),
+    "celeba_small_recipe_head_branches": _on_the_recipe(
+        "--config.model.head_branches=True"),
     "celeba_small_recipe_fade600": _rung0_two_layers(
         32, "--config.rung_fade_steps=600", starts="(0,1800,600,1200)"),
-    "celeba_small_recipe_dim7": _rung0_two_layers(
-        32, "--config.model.latent_dims=(7,7,7,7)", starts="(0,450,150,300)"),
-    "celeba_small_recipe_bernoulli": _rung0_two_layers(
-        32, "--config.loss.reconstruction=bernoulli",
-        starts="(0,450,150,300)"),
-    "celeba_small_recipe_l2": _rung0_two_layers(
-        32, "--config.loss.reconstruction=l2", "--config.loss.rec_weight=1000",
-        starts="(0,450,150,300)"),
-    "celeba_small_recipe_top20": _rung0_two_layers(
-        32, "--config.model.latent_dims=(10,10,10,20)",
-        starts="(0,450,150,300)"),
+    "celeba_small_recipe_dim7": _on_the_recipe(
+        "--config.model.latent_dims=(7,7,7,7)"),
+    "celeba_small_recipe_bernoulli": _on_the_recipe(
+        "--config.loss.reconstruction=bernoulli"),
+    "celeba_small_recipe_l2": _on_the_recipe(
+        "--config.loss.reconstruction=l2", "--config.loss.rec_weight=1000"),
+    "celeba_small_recipe_top20": _on_the_recipe(
+        "--config.model.latent_dims=(10,10,10,20)"),
     # Against face colour in rung 2 (seed 1 keeps it there from 8,000 to
     # 24,000 steps: rung 2's share 0.56, rung 1's 0.23), one change each:
     # rungs 1 and 2 entering together at step 150, so that neither has the
@@ -389,27 +392,24 @@ CELEBA_SMALL_RECIPES = {
     # but less to spare for the face's colour.
     "celeba_small_recipe_rung12_together": _rung0_two_layers(
         32, starts="(0,150,150,300)"),
-    "celeba_small_recipe_rung2_dim6": _rung0_two_layers(
-        32, "--config.model.latent_dims=(10,10,6,10)",
-        starts="(0,450,150,300)"),
+    "celeba_small_recipe_rung2_dim6": _on_the_recipe(
+        "--config.model.latent_dims=(10,10,6,10)"),
     # Neither moved face colour to rung 1 on seed 1 (together: shares rung 1
     # 0.36, rung 2 0.46; the recipe 0.23 / 0.56). With training it moves
     # down in seeds 0 and 2, not in seed 1: make rung 2 dearer (MMD weight
     # 300) or rung 1 cheaper (30), so the face's colour pays to move down.
-    "celeba_small_recipe_rung2_mmd300": _rung0_two_layers(
-        32, "--config.loss.rung_mmd_weights=(100,100,300,100)",
-        starts="(0,450,150,300)"),
-    "celeba_small_recipe_rung1_mmd30": _rung0_two_layers(
-        32, "--config.loss.rung_mmd_weights=(100,30,100,100)",
-        starts="(0,450,150,300)"),
+    "celeba_small_recipe_rung2_mmd300": _on_the_recipe(
+        "--config.loss.rung_mmd_weights=(100,100,300,100)"),
+    "celeba_small_recipe_rung1_mmd30": _on_the_recipe(
+        "--config.loss.rung_mmd_weights=(100,30,100,100)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation
     # chooses among.
-    **{f"celeba_small_recipe_kl{suffix}": _rung0_two_layers(
-        32, "--config.loss.regularizer=kl", "--config.loss.rec_weight=1536",
+    **{f"celeba_small_recipe_kl{suffix}": _on_the_recipe(
+        "--config.loss.regularizer=kl", "--config.loss.rec_weight=1536",
         "--config.loss.kl_warmup_steps=2000",
-        f"--config.loss.kl_weight={weight}", starts="(0,450,150,300)")
+        f"--config.loss.kl_weight={weight}")
        for suffix, weight in (("", 1), ("_w0.1", 0.1), ("_w0.3", 0.3),
                               ("_w3", 3))},
 }
