@@ -402,6 +402,15 @@ CELEBA_SMALL_RECIPES = {
         "--config.loss.rung_mmd_weights=(100,100,300,100)"),
     "celeba_small_recipe_rung1_mmd30": _on_the_recipe(
         "--config.loss.rung_mmd_weights=(100,30,100,100)"),
+    # Each of the last moved a part of the face's colour down (rung 1's
+    # share 0.36 against 0.23) but left most in rung 2: both at once (rungs
+    # 1 and 2 entering together, rung 1 at weight 30), or rung 1 cheaper
+    # still (weight 10).
+    "celeba_small_recipe_rung12_together_mmd30": _rung0_two_layers(
+        32, "--config.loss.rung_mmd_weights=(100,30,100,100)",
+        starts="(0,150,150,300)"),
+    "celeba_small_recipe_rung1_mmd10": _on_the_recipe(
+        "--config.loss.rung_mmd_weights=(100,10,100,100)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation

@@ -92,10 +92,20 @@ def test_the_recipe_row_is_configs_celeba_small():
     ("celeba_small_recipe_rung2_mmd300", ("loss", "rung_mmd_weights"),
      (100, 100, 300, 100)),
     ("celeba_small_recipe_rung1_mmd30", ("loss", "rung_mmd_weights"),
-     (100, 30, 100, 100))])
+     (100, 30, 100, 100)),
+    ("celeba_small_recipe_rung1_mmd10", ("loss", "rung_mmd_weights"),
+     (100, 10, 100, 100))])
 def test_each_face_colour_try_is_one_change_to_the_celeba_recipe(row, field,
                                                                   value):
   assert_one_change(row, "celeba_small_recipe", field, value)
+
+
+def test_the_two_face_colour_leads_together_are_each_one_change_to_the_other():
+  both = "celeba_small_recipe_rung12_together_mmd30"
+  assert_one_change(both, "celeba_small_recipe_rung12_together",
+                    ("loss", "rung_mmd_weights"), (100, 30, 100, 100))
+  assert_one_change(both, "celeba_small_recipe_rung1_mmd30",
+                    ("rung_start_steps",), (0, 150, 150, 300))
 
 
 def test_the_kl_rows_are_the_recipes_with_kl():
