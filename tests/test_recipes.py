@@ -370,21 +370,29 @@ def test_every_ablation_run_is_its_config_but_the_seed(config_path,
     assert recorded == expected, path
 
 
-def test_the_64x64_config_is_what_its_warmup_run_trained():
+def test_the_64x64_config_is_what_its_last_run_trained():
   """configs/celeba.py = the 2,000-step 64x64 run of results/README.md
-  (results/celeba_warmup_seed0_2000) but for how long and how often it
-  logged, and that run differs from the one before it
-  (results/celeba_seed0_2000) only in its 500-step warm-up."""
+  (results/celeba_alone600_seed0_2000) but for how long and how often it
+  logged; that run differs from the one before it
+  (results/celeba_warmup_seed0_2000) only in rung 0's 600 steps alone, and
+  that one from the first (results/celeba_seed0_2000) only in its 500-step
+  warm-up."""
   from configs import celeba
   config = as_lists(celeba.get_config().to_dict())
   assert config["warmup_steps"] == 500
   runs = {}
-  for name in ("celeba_warmup_seed0_2000", "celeba_seed0_2000"):
+  for name in ("celeba_alone600_seed0_2000", "celeba_warmup_seed0_2000",
+               "celeba_seed0_2000"):
     with open(os.path.join(ROOT, "results", name, "config.json")) as f:
       runs[name] = json.load(f)
   for run in (config, *runs.values()):
     for field in workdirs.RUN_FIELDS:
       run.pop(field, None)
-  assert runs["celeba_warmup_seed0_2000"] == config
-  assert runs["celeba_warmup_seed0_2000"].pop("warmup_steps") == 500
-  assert runs["celeba_warmup_seed0_2000"] == runs["celeba_seed0_2000"]
+  alone600, warmup, first = runs.values()
+  assert alone600 == config
+  assert alone600.pop("rung_start_steps") == [0, 900, 600, 750]
+  assert warmup["rung_start_steps"] == [0, 450, 150, 300]
+  assert alone600 == {k: v for k, v in warmup.items()
+                      if k != "rung_start_steps"}
+  assert warmup.pop("warmup_steps") == 500
+  assert warmup == first
