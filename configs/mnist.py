@@ -4,13 +4,12 @@
         --config.max_train_minutes=30 --workdir=runs/mnist30
     (or without data_dir: TFDS downloads MNIST)
 
-About 3.7 steps/s on 2 CPU cores: 30 minutes gave 6,700 steps (
-docs/FIDELITY.md; 4,981 with the earlier, slower convolution forms), the
-20,000 steps of num_train_steps about 1.5 hours (the paper trained about 1 hour
-on a GTX 1080 Ti). docs/FIDELITY.md: what each rung holds after 30 minutes.
-configs/mnist_hierarchy.py (an 8-D top rung, the middle rung trained first)
-shows the paper's hierarchy more clearly: top-rung digit kNN 0.86-0.90
-(test, 3 seeds) vs 0.56, each claim in its rung in 3 of 3 seeds.
+About 3.7 steps/s on 2 CPU cores (docs/PERFORMANCE.md, "Train step"), so the
+20,000 steps of num_train_steps take about 1.5 hours (the paper trained about
+1 hour on a GTX 1080 Ti). configs/mnist_hierarchy.py (the std ceiling, an 8-D
+top rung, the middle rung trained first) is the recipe whose claims are
+published: each claim in its rung in 3 of 3 seeds, top-rung digit kNN
+0.857-0.899 (test; docs/FIDELITY.md).
 """
 
 from configs import default
