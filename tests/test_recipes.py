@@ -108,6 +108,12 @@ def test_the_two_face_colour_leads_together_are_each_one_change_to_the_other():
                     ("rung_start_steps",), (0, 150, 150, 300))
 
 
+def test_the_branches_with_rung0_alone_longer_is_one_change_to_the_branches():
+  assert_one_change("celeba_small_recipe_head_branches_alone600",
+                    "celeba_small_recipe_head_branches",
+                    ("rung_start_steps",), (0, 900, 600, 750))
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
