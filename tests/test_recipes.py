@@ -379,7 +379,8 @@ def test_every_ablation_run_is_its_config_but_the_seed(config_path,
 def test_the_64x64_config_is_what_its_last_run_trained():
   """configs/celeba.py = the 2,000-step 64x64 run of results/README.md
   (results/celeba_alone600_seed0_2000) but for how long and how often it
-  logged; that run differs from the one before it
+  logged, and so is the same run trained on to 4,000 steps
+  (results/celeba_alone600_seed0_4000); that run differs from the one before it
   (results/celeba_warmup_seed0_2000) only in rung 0's 600 steps alone, and
   that one from the first (results/celeba_seed0_2000) only in its 500-step
   warm-up."""
@@ -387,15 +388,16 @@ def test_the_64x64_config_is_what_its_last_run_trained():
   config = as_lists(celeba.get_config().to_dict())
   assert config["warmup_steps"] == 500
   runs = {}
-  for name in ("celeba_alone600_seed0_2000", "celeba_warmup_seed0_2000",
-               "celeba_seed0_2000"):
+  for name in ("celeba_alone600_seed0_4000", "celeba_alone600_seed0_2000",
+               "celeba_warmup_seed0_2000", "celeba_seed0_2000"):
     with open(os.path.join(ROOT, "results", name, "config.json")) as f:
       runs[name] = json.load(f)
+  assert runs["celeba_alone600_seed0_4000"]["num_train_steps"] == 4000
   for run in (config, *runs.values()):
     for field in workdirs.RUN_FIELDS:
       run.pop(field, None)
-  alone600, warmup, first = runs.values()
-  assert alone600 == config
+  longer, alone600, warmup, first = runs.values()
+  assert longer == alone600 == config
   assert alone600.pop("rung_start_steps") == [0, 900, 600, 750]
   assert warmup["rung_start_steps"] == [0, 450, 150, 300]
   assert alone600 == {k: v for k, v in warmup.items()
