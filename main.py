@@ -35,15 +35,17 @@ Examples:
   python main.py --mode=arithmetic --workdir=runs/celeba --attribute=Smiling --images=0,1,2
 """
 
-import logging as std_logging
-import os
-import shlex
-import sys
-
 # Ctrl-C during start-up is recorded, not raised (vlae_jax/interrupts.py says
-# why and when each phase starts).
+# why and when each phase starts). First of all, so that the window in which
+# Python's own handler still raises (the interpreter's start-up, about 0.1 s)
+# ends as early as it can.
 from vlae_jax import interrupts  # noqa: E402  (imports no JAX)
 interrupts.record()
+
+import logging as std_logging  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
 from vlae_jax import runtime  # noqa: E402  (imports no JAX)
 # Before any thread starts: XLA:CPU's per-step buffers reused, not re-faulted.
 runtime.retain_freed_host_memory()
