@@ -25,18 +25,12 @@ configs/celeba_small.py is this recipe at 32x32 and half the widths (the
 variant that trains on a CPU); configs/celeba_reference.py is the reference
 code's networks and training layer for layer.
 
-Measured (seed 0, 2,000 steps on a CPU, validation faces;
-results/README.md): the recipe does not carry to 64x64 as it is. Without
-the warm-up it holds 1 of the 6 claims (identity) against 3 for
-celeba_small at the same step, and rung 0 moves nothing on the decoder
-side; with it, still 1 of 6, the light in rung 2. With rung 0 alone for
-600 steps as well (this config), rung 0 takes the light (lighting +0.98,
-held) but also the hair's darkness and identity (-0.22): 1 of 6, L1 0.074
-(0.070 without the longer time alone), KID 0.57 (0.46), and the top rung,
-in from step 750, moves nothing yet. Trained on to 4,000 steps, still 1 of
-6: identity stays in rung 0 (-0.14, rung 0's share 0.41) and the top rung
-still moves nothing, while L1 (0.068) and KID (0.42) improve. Longer
-training (the GPU run), or a recipe screened at 64x64, is open.
+Measured (seed 0 on a CPU, validation faces; docs/FIDELITY.md, "The config
+users run", has each run that led here): at 2,000 and at 4,000 steps it
+holds 1 of the 6 claims. Rung 0 takes the light (lighting +0.98) but also
+the hair's darkness and identity (-0.14 at 4,000); the top rung moves
+nothing yet. At 4,000 steps L1 is 0.068 and KID 0.42. Longer training (the
+GPU run), or a recipe screened at 64x64, is open.
 """
 
 from configs import default
