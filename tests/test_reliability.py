@@ -67,6 +67,33 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
 
 
+def test_training_further_equals_training_that_long_from_the_start(tmp_path):
+  """A finished run resumed with a larger num_train_steps is, bitwise, the run
+  a user would get by asking for that many steps at first: nothing (rung
+  entry and fade-in, warm-ups, the rate) is scheduled by num_train_steps.
+  Published runs rely on this (the candidate's 24,000 steps grew from 8,086)."""
+  schedule = ["--config.rung_start_steps=(0,30,70)",
+              "--config.rung_fade_steps=20", "--config.warmup_steps=40",
+              "--config.model.head_branches=True",
+              "--config.checkpoint_every=1000", "--config.log_every=20",
+              "--config.eval_every=10000", "--config.image_every=10000"]
+  longer = TINY + schedule + ["--config.num_train_steps=120"]
+  reference = run_main(f"--workdir={tmp_path / 'a'}", *longer)
+  assert reference.returncode == 0, reference.stdout[-2000:]
+  # Stops at 50: rung 2 has not entered, the warm-up and a fade are unfinished.
+  first = run_main(f"--workdir={tmp_path / 'b'}", *TINY, *schedule,
+                   "--config.num_train_steps=50")
+  assert first.returncode == 0, first.stdout[-2000:]
+  assert final_params(tmp_path / "b")[0] == 50
+  further = run_main(f"--workdir={tmp_path / 'b'}", *longer)
+  assert further.returncode == 0, further.stdout[-2000:]
+  assert "resuming from step 50" in further.stdout
+  step_a, params_a = final_params(tmp_path / "a")
+  step_b, params_b = final_params(tmp_path / "b")
+  assert step_a == step_b == 120
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+
+
 def test_sigint_saves_the_current_step_and_exits_0(tmp_path):
   workdir = tmp_path / "w"
   proc = popen_endless_run(workdir)
