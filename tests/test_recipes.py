@@ -114,6 +114,12 @@ def test_the_branches_with_rung0_alone_longer_is_one_change_to_the_branches():
                     ("rung_start_steps",), (0, 900, 600, 750))
 
 
+def test_the_candidate_with_a_cheaper_rung2_is_one_change_to_it():
+  assert_one_change("celeba_small_recipe_head_branches_alone600_rung2_mmd30",
+                    "celeba_small_recipe_head_branches_alone600",
+                    ("loss", "rung_mmd_weights"), (100, 100, 30, 100))
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
