@@ -422,9 +422,10 @@ CELEBA_SMALL_RECIPES = {
         32, "--config.model.head_branches=True", starts="(0,900,600,750)"),
     # It held lighting, white balance and face colour in 3 of 3 seeds at
     # 8,086 steps, identity in none (rung 0): the candidate for 24,000.
-    # There identity stays in rung 0 (-0.05 at 16,000 in every seed): rung 2
-    # cheaper (MMD weight 30), as a cheaper rung 1 drew part of the face's
-    # colour down to it, so that identity pays to move up to rung 2.
+    # There it held 2 claims in 3 of 3 (white balance drifts to rung 1;
+    # identity stays in rung 0, -0.03 to -0.04), not adopted. Rung 2 cheaper
+    # (MMD weight 30), as a cheaper rung 1 drew part of the face's colour
+    # down to it, so that identity pays to move up to rung 2.
     "celeba_small_recipe_head_branches_alone600_rung2_mmd30": _rung0_two_layers(
         32, "--config.model.head_branches=True",
         "--config.loss.rung_mmd_weights=(100,100,30,100)",
