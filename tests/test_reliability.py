@@ -71,7 +71,8 @@ def test_training_further_equals_training_that_long_from_the_start(tmp_path):
   """A finished run resumed with a larger num_train_steps is, bitwise, the run
   a user would get by asking for that many steps at first: nothing (rung
   entry and fade-in, warm-ups, the rate) is scheduled by num_train_steps.
-  Published runs rely on this (the candidate's 24,000 steps grew from 8,086)."""
+  Ledger rows rely on this (the 64x64 config's 4,000 steps grew from 2,000,
+  the branches candidate's 24,000 from 8,086)."""
   schedule = ["--config.rung_start_steps=(0,30,70)",
               "--config.rung_fade_steps=20", "--config.warmup_steps=40",
               "--config.model.head_branches=True",
