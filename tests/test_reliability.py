@@ -39,6 +39,14 @@ def final_params(workdir):
   return int(state.step), jax.device_get(state.params)
 
 
+def assert_same_run(workdir_a, workdir_b, steps):
+  """Both workdirs end at ``steps`` with bitwise equal parameters."""
+  step_a, params_a = final_params(workdir_a)
+  step_b, params_b = final_params(workdir_b)
+  assert step_a == step_b == steps
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+
+
 def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
   args = TINY + ["--config.num_train_steps=200", "--config.checkpoint_every=40",
                  "--config.log_every=20", "--config.eval_every=10000",
@@ -61,10 +69,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise(tmp_path):
   assert killed_at and killed_at[-1] < 200
   rerun = run_main(f"--workdir={tmp_path / 'b'}", *args)
   assert rerun.returncode == 0, rerun.stdout[-2000:]
-  step_a, params_a = final_params(tmp_path / "a")
-  step_b, params_b = final_params(tmp_path / "b")
-  assert step_a == step_b == 200
-  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+  assert_same_run(tmp_path / "a", tmp_path / "b", 200)
 
 
 def test_training_further_equals_training_that_long_from_the_start(tmp_path):
@@ -89,10 +94,7 @@ def test_training_further_equals_training_that_long_from_the_start(tmp_path):
   further = run_main(f"--workdir={tmp_path / 'b'}", *longer)
   assert further.returncode == 0, further.stdout[-2000:]
   assert "resuming from step 50" in further.stdout
-  step_a, params_a = final_params(tmp_path / "a")
-  step_b, params_b = final_params(tmp_path / "b")
-  assert step_a == step_b == 120
-  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+  assert_same_run(tmp_path / "a", tmp_path / "b", 120)
 
 
 def test_sigint_saves_the_current_step_and_exits_0(tmp_path):
