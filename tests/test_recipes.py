@@ -120,6 +120,12 @@ def test_the_candidate_with_a_cheaper_rung2_is_one_change_to_it():
                     ("loss", "rung_mmd_weights"), (100, 100, 30, 100))
 
 
+def test_the_candidate_with_a_smaller_rung0_is_one_change_to_it():
+  assert_one_change("celeba_small_recipe_head_branches_alone600_rung0_dim5",
+                    "celeba_small_recipe_head_branches_alone600",
+                    ("model", "latent_dims"), (5, 10, 10, 10))
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
