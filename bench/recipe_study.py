@@ -439,6 +439,15 @@ CELEBA_SMALL_RECIPES = {
         32, "--config.model.head_branches=True",
         "--config.model.latent_dims=(5,10,10,10)",
         starts="(0,900,600,750)"),
+    # The 5-D rung 0 held identity in 3 of 3 seeds (+0.12 to +0.15, rung 0's
+    # share 0.19-0.24) and lost white balance to rung 1 in 3 of 3 (rung 0's
+    # share 0.36-0.45; the candidate's 10-D rung 0: 0.65-0.68, identity's
+    # 0.37-0.39): 7 dimensions, between the two, room for the light's colour
+    # but not for identity.
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7": _rung0_two_layers(
+        32, "--config.model.head_branches=True",
+        "--config.model.latent_dims=(7,10,10,10)",
+        starts="(0,900,600,750)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation

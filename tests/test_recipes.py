@@ -126,6 +126,15 @@ def test_the_candidate_with_a_smaller_rung0_is_one_change_to_it():
                     ("model", "latent_dims"), (5, 10, 10, 10))
 
 
+def test_the_candidate_with_a_7d_rung0_is_one_change_to_it_and_to_the_5d():
+  for parent, value in (
+      ("celeba_small_recipe_head_branches_alone600", (7, 10, 10, 10)),
+      ("celeba_small_recipe_head_branches_alone600_rung0_dim5",
+       (7, 10, 10, 10))):
+    assert_one_change("celeba_small_recipe_head_branches_alone600_rung0_dim7",
+                      parent, ("model", "latent_dims"), value)
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
