@@ -285,6 +285,13 @@ def _on_the_recipe(*more):
   return _rung0_two_layers(32, *more, starts="(0,450,150,300)")
 
 
+def _on_the_candidate(*more):
+  """The branches candidate (the recipe with the reference's ladder branches
+  and rung 0 alone for 600 steps) with ``more`` flags on top."""
+  return _rung0_two_layers(32, "--config.model.head_branches=True", *more,
+                           starts="(0,900,600,750)")
+
+
 # Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
 # fade 150 steps): what the rungs' order of entry and sizes do. Each gives
 # its own schedule, so it reproduces whatever the config's default becomes.
@@ -418,36 +425,29 @@ CELEBA_SMALL_RECIPES = {
     # colour in rung 1 in 3 of 3 seeds (+0.43 to +0.64) but give rung 1
     # white balance too, in 3 of 3: rung 0 alone for 600 steps (as at
     # 64x64), to settle on the light's colour before rung 1 enters.
-    "celeba_small_recipe_head_branches_alone600": _rung0_two_layers(
-        32, "--config.model.head_branches=True", starts="(0,900,600,750)"),
+    "celeba_small_recipe_head_branches_alone600": _on_the_candidate(),
     # It held lighting, white balance and face colour in 3 of 3 seeds at
     # 8,086 steps, identity in none (rung 0): the candidate for 24,000.
     # There it held 2 claims in 3 of 3 (white balance drifts to rung 1;
     # identity stays in rung 0, -0.03 to -0.04), not adopted. Rung 2 cheaper
     # (MMD weight 30), as a cheaper rung 1 drew part of the face's colour
     # down to it, so that identity pays to move up to rung 2.
-    "celeba_small_recipe_head_branches_alone600_rung2_mmd30": _rung0_two_layers(
-        32, "--config.model.head_branches=True",
-        "--config.loss.rung_mmd_weights=(100,100,30,100)",
-        starts="(0,900,600,750)"),
+    "celeba_small_recipe_head_branches_alone600_rung2_mmd30": _on_the_candidate(
+        "--config.loss.rung_mmd_weights=(100,100,30,100)"),
     # Rung 2 at weight 30 left identity in rung 0 (seeds 0 and 1, -0.05).
     # Less room in rung 0 instead: 5 dimensions, about what the light's
     # direction, strength and colour need. 7 per rung (_dim7) gave identity
     # its lowest rung-0 share (0.21) and a 6-D rung 2 pushed it down into
     # rung 0: rung 0's room may be what draws identity to it.
-    "celeba_small_recipe_head_branches_alone600_rung0_dim5": _rung0_two_layers(
-        32, "--config.model.head_branches=True",
-        "--config.model.latent_dims=(5,10,10,10)",
-        starts="(0,900,600,750)"),
+    "celeba_small_recipe_head_branches_alone600_rung0_dim5": _on_the_candidate(
+        "--config.model.latent_dims=(5,10,10,10)"),
     # The 5-D rung 0 held identity in 3 of 3 seeds (+0.12 to +0.15, rung 0's
     # share 0.19-0.24) and lost white balance to rung 1 in 3 of 3 (rung 0's
     # share 0.36-0.45; the candidate's 10-D rung 0: 0.65-0.68, identity's
     # 0.37-0.39): 7 dimensions, between the two, room for the light's colour
     # but not for identity.
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7": _rung0_two_layers(
-        32, "--config.model.head_branches=True",
-        "--config.model.latent_dims=(7,10,10,10)",
-        starts="(0,900,600,750)"),
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7": _on_the_candidate(
+        "--config.model.latent_dims=(7,10,10,10)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation
