@@ -249,9 +249,14 @@ CELEBA_RECIPES = {
 # one conv.
 _ONE_CONV_RUNG0 = ["--config.model.rung_widths=((32,),(64,128),(256,),(512,))",
                    "--config.model.rung_strides=()"]
+# Every screen ran on 10-dimensional rungs without the ladder branches unless
+# its own flags say otherwise: pinned, so a row keeps meaning what it trained
+# when celeba_small.py's defaults change (tests/test_recipes.py).
+_TEN_DIMS_NO_BRANCHES = ["--config.model.latent_dims=(10,10,10,10)",
+                         "--config.model.head_branches=False"]
 # The recipes above were screened before celeba_small.py moved to 32x32 with
 # std ceilings: each runs on the config as it was then.
-_CELEBA_AS_SCREENED = ["--config.image_size=64",
+_CELEBA_AS_SCREENED = [*_TEN_DIMS_NO_BRANCHES, "--config.image_size=64",
                        "--config.model.rung_std_ceilings=()",
                        "--config.loss.rung_mmd_weights=(1,100,100,100)",
                        "--config.rung_start_steps=(0,150,300,450)",
@@ -259,7 +264,7 @@ _CELEBA_AS_SCREENED = ["--config.image_size=64",
 # The recipes below were screened (screens 3-10) before celeba_small.py took
 # screen 10's lead (a two-layer rung 0, rung 1 entering last): each runs on
 # the config as it was then, with its own flags on top.
-CELEBA_SMALL_AS_SCREENED = [*_ONE_CONV_RUNG0,
+CELEBA_SMALL_AS_SCREENED = [*_TEN_DIMS_NO_BRANCHES, *_ONE_CONV_RUNG0,
                             "--config.rung_start_steps=(0,600,750,900)"]
 
 

@@ -24,12 +24,14 @@ NAMES = sorted({*recipe_study.RECIPES, *recipe_study.CELEBA_RECIPES,
                 *recipe_study.CELEBA_SMALL_RECIPES})
 
 
-def parsed_config(name, overrides=None):
-  """``name``'s base config with ``overrides`` (by default the recipe's)."""
+def parsed_config(name, overrides=None, base=None):
+  """``name``'s base config (by default the one recipe_study trains it on)
+  with ``overrides`` (by default the recipe's)."""
   if overrides is None:
     overrides = recipe_study.overrides(name)
-  base = ("configs/celeba_small.py" if recipe_study.is_celeba(name)
-          else "configs/mnist.py")
+  if base is None:
+    base = ("configs/celeba_small.py" if recipe_study.is_celeba(name)
+            else "configs/mnist.py")
   argv = ["recipe_study", f"--config={os.path.join(ROOT, base)}",
           *overrides]
   values = flags.FlagValues()
@@ -56,6 +58,26 @@ def assert_one_change(row, base_row, field, value):
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_overrides_parse_and_validate(name):
   configuration.validate(parsed_config(name))
+
+
+def test_a_celeba_row_trains_the_same_whatever_the_base_rung_sizes(tmp_path):
+  """Every CelebA row names its rung sizes and ladder branches (or is pinned
+  to 10 dimensions without them, as every screen before the 7-D rung 0
+  ran): a change to celeba_small.py's defaults must not change what a row
+  of the ledger trains."""
+  changed = tmp_path / "changed_celeba_small.py"
+  changed.write_text(
+      "from configs import celeba_small\n\n\n"
+      "def get_config():\n"
+      "  config = celeba_small.get_config()\n"
+      "  config.model.latent_dims = (3, 4, 5, 6)\n"
+      "  config.model.head_branches = not config.model.head_branches\n"
+      "  return config\n")
+  rows = [name for name in NAMES if recipe_study.is_celeba(name)]
+  assert len(rows) > 40
+  for name in rows:
+    assert (parsed_config(name, base=str(changed)).to_dict()
+            == parsed_config(name).to_dict()), name
 
 
 def test_overrides_reach_the_config():
