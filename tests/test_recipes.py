@@ -155,6 +155,13 @@ def test_the_candidate_with_a_7d_rung0_is_one_change_to_it_and_to_the_5d():
                       parent, ("model", "latent_dims"), (7, 10, 10, 10))
 
 
+def test_the_7d_rung0_with_a_cheaper_rung0_is_one_change_to_it():
+  assert_one_change(
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7_mmd30",
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7",
+      ("loss", "rung_mmd_weights"), (30, 100, 100, 100))
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
