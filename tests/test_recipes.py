@@ -162,6 +162,15 @@ def test_the_7d_rung0_with_a_cheaper_rung0_is_one_change_to_it():
       ("loss", "rung_mmd_weights"), (30, 100, 100, 100))
 
 
+def test_the_7d_rung0_with_a_dearer_rung0_or_rung1_is_one_change_to_it():
+  for suffix, weights in (("_mmd300", (300, 100, 100, 100)),
+                          ("_rung1_mmd300", (100, 300, 100, 100))):
+    assert_one_change(
+        "celeba_small_recipe_head_branches_alone600_rung0_dim7" + suffix,
+        "celeba_small_recipe_head_branches_alone600_rung0_dim7",
+        ("loss", "rung_mmd_weights"), weights)
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
