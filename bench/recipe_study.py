@@ -473,6 +473,11 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung1_mmd300": _on_the_candidate(
         "--config.model.latent_dims=(7,10,10,10)",
         "--config.loss.rung_mmd_weights=(100,300,100,100)"),
+    # At 16,000 steps on seed 0 (round 13): rung 1 dearer kept white balance
+    # in rung 0 (+0.07, rung 0's share 0.52) with lighting, face colour and
+    # identity, a lead, to seeds 1 and 2 and 24,000 steps; rung 0 dearer
+    # lost white balance and half the light's strength to rung 1, which also
+    # took the hair's darkness (+0.28, the first run to hold hair colour).
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation
