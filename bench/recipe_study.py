@@ -486,6 +486,11 @@ CELEBA_SMALL_RECIPES = {
     "celeba_small_recipe_head_branches_alone600_rung0_dim7_wide64": _rung0_two_layers(
         64, "--config.model.head_branches=True",
         "--config.model.latent_dims=(7,10,10,10)", starts="(0,900,600,750)"),
+    # Or give rung 0's code less noise to read the colour through: its
+    # posterior std capped at 0.25, not 0.5 (the other rungs' 0.5 kept).
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung0_ceil0.25": _on_the_candidate(
+        "--config.model.latent_dims=(7,10,10,10)",
+        "--config.model.rung_std_ceilings=(0.25,0.5,0.5,0.5)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
     # reference's KL weight 1 and the weights a tuning on validation

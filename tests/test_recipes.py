@@ -178,6 +178,13 @@ def test_the_7d_rung0_with_a_wider_rung0_is_one_change_to_it():
       ("model", "rung_widths"), ((32, 64), (64, 128), (256,), (512,)))
 
 
+def test_the_7d_rung0_with_a_lower_std_ceiling_on_rung0_is_one_change_to_it():
+  assert_one_change(
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung0_ceil0.25",
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7",
+      ("model", "rung_std_ceilings"), (0.25, 0.5, 0.5, 0.5))
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
