@@ -290,11 +290,17 @@ def _on_the_recipe(*more):
   return _rung0_two_layers(32, *more, starts="(0,450,150,300)")
 
 
-def _on_the_candidate(*more):
+def _on_the_candidate(*more, rung0_channels=32):
   """The branches candidate (the recipe with the reference's ladder branches
   and rung 0 alone for 600 steps) with ``more`` flags on top."""
-  return _rung0_two_layers(32, "--config.model.head_branches=True", *more,
-                           starts="(0,900,600,750)")
+  return _rung0_two_layers(rung0_channels, "--config.model.head_branches=True",
+                           *more, starts="(0,900,600,750)")
+
+
+def _on_the_7d_rung0(*more, rung0_channels=32):
+  """The candidate with a 7-D rung 0 (round 10's lead), ``more`` on top."""
+  return _on_the_candidate("--config.model.latent_dims=(7,10,10,10)", *more,
+                           rung0_channels=rung0_channels)
 
 
 # Recipes on configs/celeba_small.py since its 32x32 form (std ceilings 0.5,
@@ -451,27 +457,23 @@ CELEBA_SMALL_RECIPES = {
     # share 0.36-0.45; the candidate's 10-D rung 0: 0.65-0.68, identity's
     # 0.37-0.39): 7 dimensions, between the two, room for the light's colour
     # but not for identity.
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7": _on_the_candidate(
-        "--config.model.latent_dims=(7,10,10,10)"),
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7": _on_the_7d_rung0(),
     # The 7-D rung 0 held lighting, face colour and identity in 3 of 3 seeds
     # at 24,000 steps and white balance in 2: on seed 0 the light's colour
     # drifted up to rung 1 between 8,086 and 16,000 steps (rung 0's share
     # 0.65 -> 0.46), as under the 10-D rung 0 (round 7). Rung 0 cheaper (MMD
     # weight 30): a cheaper rung draws a factor to it (rung 1 at 30 drew
     # part of the face's colour down, round 2), so rung 0 keeps the colour.
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7_mmd30": _on_the_candidate(
-        "--config.model.latent_dims=(7,10,10,10)",
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_mmd30": _on_the_7d_rung0(
         "--config.loss.rung_mmd_weights=(30,100,100,100)"),
     # It did the opposite: on seed 0 at 16,000 steps rung 1 took more of the
     # light's colour (rung 0's share 0.36 against 0.46): stopped (round 12).
     # So the weight acts the other way here: rung 0 dearer (MMD weight 300),
     # the opposite of round 12; or rung 1, the rung that takes the light's
     # colour, dearer (300), so that keeping it there costs more.
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7_mmd300": _on_the_candidate(
-        "--config.model.latent_dims=(7,10,10,10)",
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_mmd300": _on_the_7d_rung0(
         "--config.loss.rung_mmd_weights=(300,100,100,100)"),
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung1_mmd300": _on_the_candidate(
-        "--config.model.latent_dims=(7,10,10,10)",
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung1_mmd300": _on_the_7d_rung0(
         "--config.loss.rung_mmd_weights=(100,300,100,100)"),
     # At 16,000 steps on seed 0 (round 13): rung 1 dearer kept white balance
     # in rung 0 (+0.07, rung 0's share 0.52) with lighting, face colour and
@@ -483,13 +485,11 @@ CELEBA_SMALL_RECIPES = {
     # Every weight tried only delays the drift, so give rung 0's encoder
     # more to read the light's colour with instead: its second conv with 64
     # channels, not 32 (one change from the 7-D rung 0).
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7_wide64": _rung0_two_layers(
-        64, "--config.model.head_branches=True",
-        "--config.model.latent_dims=(7,10,10,10)", starts="(0,900,600,750)"),
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_wide64": _on_the_7d_rung0(
+        rung0_channels=64),
     # Or give rung 0's code less noise to read the colour through: its
     # posterior std capped at 0.25, not 0.5 (the other rungs' 0.5 kept).
-    "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung0_ceil0.25": _on_the_candidate(
-        "--config.model.latent_dims=(7,10,10,10)",
+    "celeba_small_recipe_head_branches_alone600_rung0_dim7_rung0_ceil0.25": _on_the_7d_rung0(
         "--config.model.rung_std_ceilings=(0.25,0.5,0.5,0.5)"),
     # The recipe with KL as the original VLAE weighs it at 32x32 (the mean
     # L1 times 0.5 x 32 x 32 x 3, the KL warmed up over 2,000 steps), at the
