@@ -87,6 +87,10 @@ def get_config():
   config.learning_rate = 1e-3
   # Steps over which the rate rises linearly from 0 (0: none, plain Adam).
   config.warmup_steps = 0
+  # After the warm-up: "constant", or "cosine" down to learning_rate x
+  # learning_rate_end_fraction at num_train_steps (the run's fixed budget).
+  config.learning_rate_schedule = "constant"
+  config.learning_rate_end_fraction = 0.0
   config.batch_size = 100
   config.num_train_steps = 3000
   config.seed = 0

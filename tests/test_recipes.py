@@ -185,6 +185,16 @@ def test_the_7d_rung0_with_a_lower_std_ceiling_on_rung0_is_one_change_to_it():
       ("model", "rung_std_ceilings"), (0.25, 0.5, 0.5, 0.5))
 
 
+def test_the_7d_rung0_with_a_cosine_learning_rate_is_one_change_to_it():
+  tried = parsed_config(
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7_cosine").to_dict()
+  base = parsed_config(
+      "celeba_small_recipe_head_branches_alone600_rung0_dim7").to_dict()
+  assert tried.pop("learning_rate_schedule") == "cosine"
+  assert base.pop("learning_rate_schedule") == "constant"
+  assert tried == base  # nothing else differs
+
+
 def test_the_kl_rows_are_the_recipes_with_kl():
   for mmd_row, kl_row, rec_weight in (
       ("mnist_hierarchy", "mnist_hierarchy_kl_w0.3", 6272),
@@ -277,9 +287,11 @@ def as_lists(value):
 
 
 # Fields added after a config was frozen, at the defaults that train as
-# before they existed (which checkpoints are kept; no warm-up, plain Adam):
-# a current config may carry them beyond the frozen one.
-LATER_BOOKKEEPING = {"keep_checkpoint_every": 0, "warmup_steps": 0}
+# before they existed (which checkpoints are kept; no warm-up, a constant
+# rate: plain Adam): a current config may carry them beyond the frozen one.
+LATER_BOOKKEEPING = {"keep_checkpoint_every": 0, "warmup_steps": 0,
+                     "learning_rate_schedule": "constant",
+                     "learning_rate_end_fraction": 0.0}
 
 
 def frozen_fields(config):
@@ -468,7 +480,7 @@ def test_the_64x64_config_is_what_its_last_run_trained():
     for field in workdirs.RUN_FIELDS:
       run.pop(field, None)
   longer, alone600, warmup, first = runs.values()
-  assert longer == alone600 == config
+  assert longer == alone600 == frozen_fields(config)
   assert alone600.pop("rung_start_steps") == [0, 900, 600, 750]
   assert warmup["rung_start_steps"] == [0, 450, 150, 300]
   assert alone600 == {k: v for k, v in warmup.items()

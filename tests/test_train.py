@@ -1,7 +1,9 @@
 """Loss, train step, determinism, checkpoints and resume."""
 
 import functools
+import os
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -187,6 +189,89 @@ def test_a_run_with_a_warmup_resumes_bitwise(tmp_path):
   assert_resume_is_bitwise(tmp_path, warmup_steps=15)
 
 
+def test_the_cosine_schedule_falls_from_the_rate_to_its_end_fraction():
+  """Warm-up to the rate, a cosine over the rest of the budget, its end
+  value after it; "constant" stays a plain float (plain Adam)."""
+  rate = 1e-2
+  cosine = experiment.learning_rate_schedule(tiny_config(
+      learning_rate=rate, learning_rate_schedule="cosine",
+      learning_rate_end_fraction=0.1, num_train_steps=100, warmup_steps=20))
+  expected = {0: 0.0, 10: rate / 2, 20: rate, 60: rate * (1 + 0.1) / 2,
+              100: rate * 0.1, 150: rate * 0.1}
+  for step, value in expected.items():
+    assert float(cosine(step)) == pytest.approx(value, rel=1e-5, abs=1e-9), step
+  no_warmup = experiment.learning_rate_schedule(tiny_config(
+      learning_rate=rate, learning_rate_schedule="cosine", num_train_steps=10))
+  assert float(no_warmup(0)) == pytest.approx(rate)
+  assert float(no_warmup(10)) == 0.0
+  assert experiment.learning_rate_schedule(tiny_config(
+      learning_rate=rate)) == rate
+
+
+def test_a_train_step_past_a_cosine_to_zero_moves_no_weight():
+  """The schedule reaches the train step: at step num_train_steps a cosine
+  to 0 leaves every weight where it was, and half-way Adam moves each by
+  about half the rate."""
+  config = tiny_config(learning_rate=1e-2, learning_rate_schedule="cosine",
+                       num_train_steps=4)
+  _, state, step = setup(config)
+  batch = fixed_batch(config)
+  state, _ = step(state, batch)
+  state, _ = step(state, batch)
+  before = jax.device_get(state.params)
+  state, _ = step(state, batch)          # step 2 of 4: rate 1e-2 / 2
+  moved = largest_change(state.params, before)
+  assert 0.1 * 1e-2 / 2 < moved < 1.5 * 1e-2 / 2, moved
+  state, _ = step(state, batch)          # step 3
+  at_end = jax.device_get(state.params)
+  state, _ = step(state, batch)          # step 4 = num_train_steps: rate 0
+  jax.tree_util.tree_map(np.testing.assert_array_equal, at_end,
+                         jax.device_get(state.params))
+
+
+def test_a_cosine_run_resumed_from_its_middle_ends_bitwise(tmp_path):
+  """A cosine run's schedule lives in its checkpoint: resumed from step 10
+  of 20 it ends as the uninterrupted run."""
+  config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10,
+                       learning_rate_schedule="cosine")
+  uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
+  # TensorBoard gets the rate each logged step was taken at.
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(
+      workdirs.events_dir(str(tmp_path / "a")), size_guidance={"scalars": 0})
+  events.Reload()
+  logged = {e.step: e.value for e in events.Scalars("learning_rate")}
+  assert sorted(logged) == [5, 10, 15, 20]
+  for step, value in logged.items():
+    expected = config.learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / 20))
+    assert value == pytest.approx(expected, rel=1e-5), step
+  train.train_and_evaluate(config, str(tmp_path / "b"))
+  last = os.path.join(workdirs.checkpoint_dir(str(tmp_path / "b")), "20")
+  shutil.rmtree(last)  # as if it had stopped after saving step 10
+  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert int(resumed.step) == 20
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         jax.device_get(uninterrupted.params),
+                         jax.device_get(resumed.params))
+
+
+def test_a_cosine_run_resumed_with_another_budget_is_refused(tmp_path):
+  """num_train_steps may change on resume, but not under a cosine: the new
+  length would bend the rate mid-run. --allow_config_change lets it."""
+  short = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10,
+                      learning_rate_schedule="cosine")
+  train.train_and_evaluate(short, str(tmp_path / "w"))
+  longer = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10,
+                       learning_rate_schedule="cosine")
+  with pytest.raises(workdirs.WorkdirError, match=re.escape(
+      "num_train_steps: 10 -> 20 (the length of the cosine learning-rate "
+      "schedule)")):
+    train.train_and_evaluate(longer, str(tmp_path / "w"))
+  resumed = train.train_and_evaluate(longer, str(tmp_path / "w"),
+                                     allow_config_change=True)
+  assert int(resumed.step) == 20
+
+
 def test_a_workdir_of_a_different_model_is_refused(tmp_path):
   config = tiny_config(tmp_path, num_train_steps=2, checkpoint_every=2)
   train.train_and_evaluate(config, str(tmp_path / "w"))
@@ -333,6 +418,11 @@ def test_rung_mmd_weights_are_checked(weights, ok):
     ("rung_fade_steps", -3, r"rung_fade_steps must be an integer >= 0, got -3"),
     ("warmup_steps", -1, r"--config.warmup_steps must be an integer >= 0 "
      r"\(0: no warm-up\), got -1"),
+    ("learning_rate_schedule", "linear", r"unknown learning_rate_schedule "
+     r"'linear'; set --config.learning_rate_schedule to one of \['constant', "
+     r"'cosine'\]"),
+    ("learning_rate_end_fraction", 1.5, r"learning_rate_end_fraction must be "
+     r"in \[0, 1\] \(the cosine's last rate over learning_rate\), got 1.5"),
     ("decode_workers", 1.5, r"decode_workers must be an integer >= 0 \(0 "
      r"means every core\), got 1.5"),
     ("loss.num_prior_samples", -2, r"num_prior_samples must be an integer >= "
@@ -358,3 +448,14 @@ def test_each_bad_config_value_is_one_line_naming_it(field, value, message):
   with pytest.raises(configuration.ConfigError, match=message) as error:
     configuration.validate(config)
   assert "\n" not in str(error.value)
+
+
+def test_a_cosine_with_no_steps_after_its_warmup_is_refused():
+  from vlae_jax import configuration
+  config = tiny_config(learning_rate_schedule="cosine", warmup_steps=20,
+                       num_train_steps=20)
+  with pytest.raises(configuration.ConfigError, match=re.escape(
+      "--config.warmup_steps=20 leaves no steps of the cosine before "
+      "--config.num_train_steps=20; warm up over fewer steps or train "
+      "longer.")):
+    configuration.validate(config)

@@ -9,6 +9,10 @@ from vlae_jax.discrepancy import ESTIMATORS, KERNELS
 from vlae_jax.objective import RECONSTRUCTIONS, REGULARIZERS
 
 
+# How the learning rate moves after the warm-up (experiment.py).
+SCHEDULES = ("constant", "cosine")
+
+
 class ConfigError(ValueError):
   """A config value that cannot work; the message names it and the fix."""
 
@@ -107,9 +111,23 @@ def validate(config):
   if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
     raise ConfigError(f"--config.warmup_steps must be an integer >= 0 (0: "
                       f"no warm-up), got {warmup!r}.")
+  _choice("learning_rate_schedule",
+          config.get("learning_rate_schedule", "constant"), SCHEDULES)
+  end = config.get("learning_rate_end_fraction", 0.0)
+  if not isinstance(end, (int, float)) or isinstance(end, bool) or \
+      not 0 <= end <= 1:
+    raise ConfigError(f"--config.learning_rate_end_fraction must be in [0, 1] "
+                      f"(the cosine's last rate over learning_rate), got "
+                      f"{end!r}.")
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)
+  if config.get("learning_rate_schedule", "constant") == "cosine" and \
+      warmup >= config.num_train_steps:
+    raise ConfigError(
+        f"--config.warmup_steps={warmup} leaves no steps of the cosine "
+        f"before --config.num_train_steps={config.num_train_steps}; warm up "
+        f"over fewer steps or train longer.")
   keep_every = config.get("keep_checkpoint_every", 0)
   if not isinstance(keep_every, int) or isinstance(keep_every, bool) or \
       keep_every < 0:

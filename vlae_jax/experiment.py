@@ -33,20 +33,44 @@ class TrainState:
   skipped_updates: jax.Array      # non-finite updates skipped so far
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam at ``config.learning_rate``, reached linearly over
-  ``config.warmup_steps`` steps from 0 where that is set.
+def learning_rate_schedule(config):
+  """The learning rate as a function of the step: ``config.learning_rate``
+  (a float, plain Adam's constant) or an optax schedule.
+
+  - warm-up: from 0 up to ``learning_rate`` linearly over
+    ``config.warmup_steps`` steps where that is set;
+  - ``config.learning_rate_schedule == "cosine"``: then a cosine from
+    ``learning_rate`` down to ``learning_rate * learning_rate_end_fraction``
+    at ``config.num_train_steps``, and that end value after it.
 
   Why a warm-up: Adam moves every weight by about the learning rate from
   the first step on, whatever the gradient's size, so a dense head with a
   large fan-in (rung 0's at 64x64 reads 32 x 32 x 64 features) moves its
   output by fan-in x rate at once and its codes leave the MMD kernel's
-  reach, where the MMD term has no gradient. 0 keeps plain Adam (and the
-  optimizer state of runs saved without a warm-up)."""
+  reach, where the MMD term has no gradient. Why a decay: with a constant
+  rate the rungs keep trading factors late in training (the light's colour
+  drifting from rung 0 to rung 1 between 8,000 and 16,000 CelebA steps,
+  docs/FIDELITY.md); a falling rate settles the split the run ends with.
+  A cosine's length is the run's budget, fixed from its first step, so a
+  cosine run is resumed with the same ``num_train_steps`` (workdir.py)."""
+  rate = config.learning_rate
   warmup = config.get("warmup_steps", 0)
+  if config.get("learning_rate_schedule", "constant") == "constant":
+    return optax.linear_schedule(0.0, rate, warmup) if warmup else rate
+  cosine = optax.cosine_decay_schedule(
+      rate, config.num_train_steps - warmup,
+      alpha=config.get("learning_rate_end_fraction", 0.0))
   if not warmup:
-    return optax.adam(config.learning_rate)
-  return optax.adam(optax.linear_schedule(0.0, config.learning_rate, warmup))
+    return cosine
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, rate, warmup), cosine], [warmup])
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam at ``learning_rate_schedule(config)``. A constant rate with no
+  warm-up keeps plain Adam (and the optimizer state of runs saved before
+  the schedules existed)."""
+  return optax.adam(learning_rate_schedule(config))
 
 
 def create_model(config, image_shape=None) -> models.VLAE:

@@ -175,6 +175,7 @@ class _ProgressLog:
     self._deadline = deadline  # time.time() of the wall-clock limit, if any
     self._pending: List[Dict[str, jax.Array]] = []
     self._timer_step, self._timer = start, time.perf_counter()
+    self._rate = experiment.learning_rate_schedule(config)
 
   def add(self, metrics: Dict[str, jax.Array]):
     self._pending.append(metrics)
@@ -219,6 +220,9 @@ class _ProgressLog:
     rate = (step - self._timer_step) / max(now - self._timer, 1e-9)
     self._timer_step, self._timer = step, now
     mean["steps_per_second"] = rate
+    # The rate of the step just taken (the schedule at its state.step).
+    mean["learning_rate"] = float(self._rate(step - 1) if callable(self._rate)
+                                  else self._rate)
     self._writer.scalars(step, mean)
     term_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean[term]))
     print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "

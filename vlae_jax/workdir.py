@@ -165,7 +165,8 @@ COMPUTATION_FIELDS = ("model.upsample", "model.downsample", "model.matmul")
 
 # Fields added after runs were saved whose default is not falsy: a saved
 # config without them ran exactly as with these values.
-ADDED_FIELD_DEFAULTS = {"loss.regularizer": "mmd", "loss.kl_weight": 1.0}
+ADDED_FIELD_DEFAULTS = {"loss.regularizer": "mmd", "loss.kl_weight": 1.0,
+                        "learning_rate_schedule": "constant"}
 
 
 def config_differences(saved: dict, new: dict, prefix: str = ""):
@@ -212,6 +213,12 @@ def check_config(workdir: str, config, allow_config_change: bool = False):
       return []  # the way out: rewrite it from the command line's config
     raise
   diffs = config_differences(saved, json.loads(config_to_json(config)))
+  if config.get("learning_rate_schedule", "constant") == "cosine" and \
+      saved.get("num_train_steps") != config.num_train_steps:
+    # The cosine's length is the budget: another one bends the rate mid-run.
+    diffs.append(f"num_train_steps: {saved.get('num_train_steps')!r} -> "
+                 f"{config.num_train_steps!r} (the length of the cosine "
+                 "learning-rate schedule)")
   if diffs and not allow_config_change:
     raise WorkdirError(
         f"workdir {workdir!r} holds a run with a different config "
