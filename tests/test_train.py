@@ -229,13 +229,15 @@ def test_a_train_step_past_a_cosine_to_zero_moves_no_weight():
                          jax.device_get(state.params))
 
 
-def test_a_cosine_run_resumed_from_its_middle_ends_bitwise(tmp_path):
+def test_a_cosine_run_resumes_only_with_its_budget_and_then_bitwise(tmp_path):
   """A cosine run's schedule lives in its checkpoint: resumed from step 10
-  of 20 it ends as the uninterrupted run."""
+  of 20 it ends as the uninterrupted run. num_train_steps may change on a
+  resume, but not under a cosine (the new length would bend the rate
+  mid-run); TensorBoard gets the rate each logged step was taken at."""
   config = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10,
+                       eval_every=1000, image_every=1000,
                        learning_rate_schedule="cosine")
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / "a"))
-  # TensorBoard gets the rate each logged step was taken at.
   from tensorboard.backend.event_processing import event_accumulator
   events = event_accumulator.EventAccumulator(
       workdirs.events_dir(str(tmp_path / "a")), size_guidance={"scalars": 0})
@@ -245,6 +247,13 @@ def test_a_cosine_run_resumed_from_its_middle_ends_bitwise(tmp_path):
   for step, value in logged.items():
     expected = config.learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / 20))
     assert value == pytest.approx(expected, rel=1e-5), step
+  longer = tiny_config(tmp_path, num_train_steps=30, checkpoint_every=10,
+                       eval_every=1000, image_every=1000,
+                       learning_rate_schedule="cosine")
+  with pytest.raises(workdirs.WorkdirError, match=re.escape(
+      "num_train_steps: 20 -> 30 (the length of the cosine learning-rate "
+      "schedule)")):
+    train.train_and_evaluate(longer, str(tmp_path / "a"))
   train.train_and_evaluate(config, str(tmp_path / "b"))
   last = os.path.join(workdirs.checkpoint_dir(str(tmp_path / "b")), "20")
   shutil.rmtree(last)  # as if it had stopped after saving step 10
@@ -253,23 +262,6 @@ def test_a_cosine_run_resumed_from_its_middle_ends_bitwise(tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal,
                          jax.device_get(uninterrupted.params),
                          jax.device_get(resumed.params))
-
-
-def test_a_cosine_run_resumed_with_another_budget_is_refused(tmp_path):
-  """num_train_steps may change on resume, but not under a cosine: the new
-  length would bend the rate mid-run. --allow_config_change lets it."""
-  short = tiny_config(tmp_path, num_train_steps=10, checkpoint_every=10,
-                      learning_rate_schedule="cosine")
-  train.train_and_evaluate(short, str(tmp_path / "w"))
-  longer = tiny_config(tmp_path, num_train_steps=20, checkpoint_every=10,
-                       learning_rate_schedule="cosine")
-  with pytest.raises(workdirs.WorkdirError, match=re.escape(
-      "num_train_steps: 10 -> 20 (the length of the cosine learning-rate "
-      "schedule)")):
-    train.train_and_evaluate(longer, str(tmp_path / "w"))
-  resumed = train.train_and_evaluate(longer, str(tmp_path / "w"),
-                                     allow_config_change=True)
-  assert int(resumed.step) == 20
 
 
 def test_a_workdir_of_a_different_model_is_refused(tmp_path):
