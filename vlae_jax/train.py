@@ -175,7 +175,7 @@ class _ProgressLog:
     self._deadline = deadline  # time.time() of the wall-clock limit, if any
     self._pending: List[Dict[str, jax.Array]] = []
     self._timer_step, self._timer = start, time.perf_counter()
-    self._rate = experiment.learning_rate_schedule(config)
+    self._learning_rate = experiment.learning_rate_schedule(config)
 
   def add(self, metrics: Dict[str, jax.Array]):
     self._pending.append(metrics)
@@ -221,8 +221,9 @@ class _ProgressLog:
     self._timer_step, self._timer = step, now
     mean["steps_per_second"] = rate
     # The rate of the step just taken (the schedule at its state.step).
-    mean["learning_rate"] = float(self._rate(step - 1) if callable(self._rate)
-                                  else self._rate)
+    mean["learning_rate"] = float(self._learning_rate(step - 1)
+                                  if callable(self._learning_rate)
+                                  else self._learning_rate)
     self._writer.scalars(step, mean)
     term_text = " ".join(f"{v:.4f}" for v in np.atleast_1d(mean[term]))
     print(f"step {step}/{config.num_train_steps}  loss {mean['loss']:.4f}  "
