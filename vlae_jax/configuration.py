@@ -111,8 +111,8 @@ def validate(config):
   if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
     raise ConfigError(f"--config.warmup_steps must be an integer >= 0 (0: "
                       f"no warm-up), got {warmup!r}.")
-  _choice("learning_rate_schedule",
-          config.get("learning_rate_schedule", "constant"), SCHEDULES)
+  schedule = config.get("learning_rate_schedule", "constant")
+  _choice("learning_rate_schedule", schedule, SCHEDULES)
   end = config.get("learning_rate_end_fraction", 0.0)
   if not isinstance(end, (int, float)) or isinstance(end, bool) or \
       not 0 <= end <= 1:
@@ -122,8 +122,7 @@ def validate(config):
   for name in ("batch_size", "num_train_steps", "log_every", "eval_every",
                "image_every", "checkpoint_every", "keep_checkpoints"):
     _positive(name, config[name], integer=True)
-  if config.get("learning_rate_schedule", "constant") == "cosine" and \
-      warmup >= config.num_train_steps:
+  if schedule == "cosine" and warmup >= config.num_train_steps:
     raise ConfigError(
         f"--config.warmup_steps={warmup} leaves no steps of the cosine "
         f"before --config.num_train_steps={config.num_train_steps}; warm up "
