@@ -4,11 +4,13 @@ on a pack made from real CelebA files."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 
 import numpy as np
+import pytest
 
 from conftest import CELEBA_DIR, ROOT, needs_celeba
 from vlae_jax import datasets
@@ -30,22 +32,41 @@ def _small_celeba(folder, per_split=12):
   return folder
 
 
-def _pack(tmp_path, *extra):
-  source = _small_celeba(tmp_path / "celeba")
-  pack = tmp_path / "pack"
+def _pack(folder):
+  source = _small_celeba(folder / "celeba")
+  pack = folder / "pack"
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "bench", "gpu_pack.py"),
-       f"--celeba_dir={source}", f"--out={pack}", *extra], cwd=ROOT,
+       f"--celeba_dir={source}", f"--out={pack}"], cwd=ROOT,
       capture_output=True, text=True, timeout=300)
   return source, pack, result
 
 
+@pytest.fixture(scope="session")
+def packed(tmp_path_factory, worker_id):
+  """One pack for the suite (made once for all xdist workers, under a file
+  lock, as conftest's trained_run): (source folder, pack folder, what
+  gpu_pack.py returned). Read it only; a test that writes copies it."""
+  from filelock import FileLock
+  shared = (tmp_path_factory.getbasetemp() if worker_id == "master"
+            else tmp_path_factory.getbasetemp().parent)
+  base = shared / "gpu_pack"
+  with FileLock(str(shared / "gpu_pack.lock")):
+    if not (base / "result.json").exists():
+      base.mkdir(exist_ok=True)
+      _, _, result = _pack(base)
+      (base / "result.json").write_text(json.dumps(
+          [result.returncode, result.stdout, result.stderr]))
+  returncode, stdout, stderr = json.loads((base / "result.json").read_text())
+  assert returncode == 0, stderr[-3000:]
+  return base / "celeba", base / "pack", stdout
+
+
 @needs_celeba
-def test_pack_keeps_the_layout_the_loader_reads_at_half_scale(tmp_path):
+def test_pack_keeps_the_layout_the_loader_reads_at_half_scale(packed):
   from PIL import Image
-  source, pack, result = _pack(tmp_path)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "a device call carries" in result.stdout
+  source, pack, stdout = packed
+  assert "a device call carries" in stdout
   manifest = json.loads((pack / "MANIFEST.json").read_text())
   assert manifest["celeba"]["images"] == 36
   assert manifest["wheels"]["wheels"][0].startswith("ml_collections-")
@@ -63,9 +84,9 @@ def test_pack_keeps_the_layout_the_loader_reads_at_half_scale(tmp_path):
       identities, datasets.celeba_identities(str(source), "test", 12))
   # Every image at half scale; the loader's 64x64 crop stays close.
   for name in sorted(os.listdir(pack / "celeba" / "img_align_celeba"))[:8]:
-    with Image.open(pack / "celeba" / "img_align_celeba" / name) as packed:
-      assert packed.size == (89, 109)
-      a = datasets.celeba_crop_and_resize(packed, 64).astype(float)
+    with Image.open(pack / "celeba" / "img_align_celeba" / name) as image:
+      assert image.size == (89, 109)
+      a = datasets.celeba_crop_and_resize(image, 64).astype(float)
     with Image.open(source / "img_align_celeba" / name) as original:
       b = datasets.celeba_crop_and_resize(original, 64).astype(float)
     assert np.abs(a - b).mean() < 12
@@ -73,11 +94,11 @@ def test_pack_keeps_the_layout_the_loader_reads_at_half_scale(tmp_path):
 
 @needs_celeba
 def test_pack_over_its_size_limit_is_one_line_and_keeps_the_old_pack(
-    tmp_path):
-  _, pack, first = _pack(tmp_path)
-  assert first.returncode == 0, first.stderr[-3000:]
+    tmp_path, packed):
+  source, shared_pack, _ = packed
+  pack = tmp_path / "pack"
+  shutil.copytree(shared_pack, pack)
   before = (pack / "MANIFEST.json").read_text()
-  source = tmp_path / "celeba"
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "bench", "gpu_pack.py"),
        f"--celeba_dir={source}", f"--out={pack}", "--max_mb=0.01"],
@@ -91,9 +112,10 @@ def test_pack_over_its_size_limit_is_one_line_and_keeps_the_old_pack(
 
 
 @needs_celeba
-def test_gpu_run_smoke_runs_every_stage_and_returns_at_most_8_files(tmp_path):
-  _, pack, packed = _pack(tmp_path)
-  assert packed.returncode == 0, packed.stderr[-3000:]
+def test_gpu_run_smoke_runs_every_stage_and_returns_at_most_8_files(
+    tmp_path, packed):
+  pack = tmp_path / "pack"
+  shutil.copytree(packed[1], pack)
   out = tmp_path / "out"
   env = dict(os.environ, PYTHON=sys.executable)
   env.pop("OUT", None)
