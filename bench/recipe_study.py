@@ -544,6 +544,12 @@ def workdir_of(name, args):
   return os.path.join(args.workroot, name + suffix)
 
 
+def open_log(workdir):
+  """``<workdir>.log``, appended to: a study run again to resume (or to
+  train on to more steps) keeps the log of the steps already trained."""
+  return open(f"{workdir}.log", "a")
+
+
 def evaluate_command(workdir, args):
   return [sys.executable, os.path.join(ROOT, "main.py"), "--mode=evaluate",
           f"--workdir={workdir}", "--split=validation",
@@ -670,7 +676,7 @@ def main():
       command = train_command(name, workdir, args)
       if args.parallel > 1:
         command = ["taskset", "-c", str(i)] + command
-      log = open(f"{workdir}.log", "w")
+      log = open_log(workdir)
       procs.append((name, workdir, time.time(), log,
                     subprocess.Popen(command, cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT)))

@@ -404,6 +404,16 @@ def test_a_seed_reaches_the_command_and_names_the_workdir():
       "/mnist_hierarchy_top3")
 
 
+def test_a_resumed_study_keeps_the_log_of_the_steps_already_trained(
+    tmp_path):
+  workdir = str(tmp_path / "a_recipe")
+  for line in ("step 500/16000\n", "resuming from step 16000\n"):
+    with recipe_study.open_log(workdir) as log:
+      log.write(line)
+  assert (tmp_path / "a_recipe.log").read_text() == (
+      "step 500/16000\nresuming from step 16000\n")
+
+
 def test_the_mnist_table_counts_the_decoder_verdicts_first():
   # A try whose encoder probes place width and the digit but whose decoder
   # holds only the digit: the table must not print the encoder's 2 as if
