@@ -6,6 +6,7 @@ calls it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -33,7 +34,7 @@ def import_tensorflow():
     try:
       sys.stderr.flush()
       os.dup2(devnull, 2)
-      import tensorflow as tf
+      importlib.import_module("tensorflow")  # bound below, once imported
     finally:
       os.dup2(stderr_fd, 2)
       os.close(stderr_fd)
