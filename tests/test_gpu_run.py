@@ -1,6 +1,7 @@
 """bench/gpu_pack.py and bench/gpu_run.sh --smoke on this machine: the lent
 GPU machine's one command, run stage by stage on the CPU with tiny settings,
-on a pack made from real CelebA files."""
+on a pack made from real CelebA files (bench/gpu_report.py's CPU report
+among them)."""
 
 import importlib.util
 import json
@@ -13,8 +14,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, ROOT, needs_celeba
-from vlae_jax import datasets
+from conftest import CELEBA_DIR, ROOT, needs_celeba, tiny_config
+from vlae_jax import datasets, flops
 
 
 def _small_celeba(folder, per_split=12):
@@ -149,6 +150,25 @@ def test_gpu_run_smoke_runs_every_stage_and_returns_at_most_8_files(
   assert "figures/traverse_rung0.png" in names
   with tarfile.open(out / "logs.tar.gz") as tar:
     assert "logs/celeba_train.log" in tar.getnames()
+    report_log = tar.extractfile("logs/gpu_report.log").read().decode()
+  # The gpu_report stage is bench/gpu_report.py as a user runs it on the
+  # CPU (--quick --dtypes=float32 --skip_resume): its throughput and
+  # determinism sections. Its SIGKILL-resume section drives main.py as
+  # tests/test_reliability.py's SIGKILL test does, so it is skipped (one
+  # bitwise-resume test in the suite).
+  for heading in ("## Device", "## Train step throughput", "## Determinism"):
+    assert heading in report_log
+  assert "## SIGKILL and resume" not in report_log
+  assert "| default | float32 | 100 |" in report_log
+  assert report_log.count("-> PASS") == 1
+  assert report["platform"] == "cpu" and report["deterministic"] is True
+  row = report["throughput"][0]
+  config = tiny_config()
+  config.batch_size = 100
+  config.model.rung_widths = ((32, 64), (256,), (256,))  # the default config
+  assert row["useful_flops_per_step"] == flops.train_step_flops(config)
+  assert row["images_per_second"] > 0 and 0 < row["useful_mfu"] < 1
+  assert "resume" not in report
 
 
 def test_gpu_run_without_its_pack_is_one_line(tmp_path):
