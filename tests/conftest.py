@@ -169,6 +169,14 @@ class TrainedRun(NamedTuple):
   result: MainResult  # what main.py printed while training it
 
 
+def suite_folder(tmp_path_factory, worker_id):
+  """One folder for the whole suite run, shared by its pytest-xdist workers
+  (their base folders' common parent), for what is made once under a file
+  lock and read by all."""
+  return (tmp_path_factory.getbasetemp() if worker_id == "master"
+          else tmp_path_factory.getbasetemp().parent)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, worker_id):
   """Trained once for the whole suite through main.py's train mode (once
@@ -180,9 +188,7 @@ def trained_run(tmp_path_factory, worker_id):
   import jax
   from filelock import FileLock
   from vlae_jax import experiment
-  # xdist's workers share their base folder's parent, one per suite run.
-  shared = (tmp_path_factory.getbasetemp() if worker_id == "master"
-            else tmp_path_factory.getbasetemp().parent)
+  shared = suite_folder(tmp_path_factory, worker_id)
   base = shared / "trained"
   workdir = base / "run"
   with FileLock(str(shared / "trained.lock")):

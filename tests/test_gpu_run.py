@@ -14,7 +14,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from conftest import CELEBA_DIR, ROOT, needs_celeba, tiny_config
+from conftest import CELEBA_DIR, ROOT, needs_celeba, suite_folder, tiny_config
 from vlae_jax import datasets, flops
 
 
@@ -50,8 +50,7 @@ def packed(tmp_path_factory, worker_id):
   lock, as conftest's trained_run): (source folder, pack folder, what
   gpu_pack.py returned). Read it only; a test that writes copies it."""
   from filelock import FileLock
-  shared = (tmp_path_factory.getbasetemp() if worker_id == "master"
-            else tmp_path_factory.getbasetemp().parent)
+  shared = suite_folder(tmp_path_factory, worker_id)
   base = shared / "gpu_pack"
   with FileLock(str(shared / "gpu_pack.lock")):
     if not (base / "result.json").exists():
