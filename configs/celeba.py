@@ -7,8 +7,11 @@ the design card's command trains, meant for a GPU.
 Without data_dir, TFDS downloads celeb_a. 4 rungs of 10 dims, concat
 combine, the reference's widths 64, 128-256, 512 and a dense 1024 (the
 paper trained about 8 hours on a GTX 1080 Ti), with what the CelebA recipe
-screens found at 32x32 (configs/celeba_small.py says why, docs/FIDELITY.md
-how they were found):
+screens found at 32x32 up to the recipe before round 16
+(configs/published/celeba_small_24000.py; docs/FIDELITY.md says how they
+were found). Round 16's additions (configs/celeba_small.py: the ladder
+branches, a 7-D rung 0, rung 0's std capped at 0.25) are not carried here
+yet: none of them has been trained at 64x64.
 - rung 0 with a second, stride-1 conv (the reference's conv s2, conv s1);
 - the rungs enter in the order 0, 2, 3, 1, each fading in over 150 steps,
   rung 0 alone for 600 steps (rung_start_steps 0 / 900 / 600 / 750; at
@@ -21,9 +24,9 @@ how they were found):
   0.83 over steps 50-150, against 0.012-0.022 with the warm-up). Under
   the warm-up rung 0's integrated rate by step 150 is that of 22 full-rate
   steps, not 150: alone for 600 steps (350) it takes the light.
-configs/celeba_small.py is this recipe at 32x32 and half the widths (the
-variant that trains on a CPU); configs/celeba_reference.py is the reference
-code's networks and training layer for layer.
+configs/celeba_small.py is the 32x32, half-width variant that trains on a
+CPU; configs/celeba_reference.py is the reference code's networks and
+training layer for layer.
 
 Measured (seed 0 on a CPU, validation faces; docs/FIDELITY.md, "The config
 users run", has each run that led here): at 2,000 and at 4,000 steps it
