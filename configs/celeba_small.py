@@ -21,7 +21,8 @@ Chosen on the 780 validation faces over 16 rounds of tries
 - every rung's posterior std capped (model.rung_std_ceilings), so that no
   rung can satisfy its MMD term by collapsing onto the prior: 0.5 above,
   0.25 in rung 0, whose 7 dimensions (not 10) leave less room for the hair;
-  with 0.5 there the light's colour drifted into rung 1 by 16,000 steps.
+  with 0.5 there the light's colour drifted into rung 1 by 16,000 steps
+  in one seed of three.
 24,000 steps; frozen as configs/published/celeba_small_branches_ceil_24000.py,
 the rule (>= 4 claims in 3 of 3 seeds at 24,000 on validation) written
 before seeds 1 and 2 ran. Seeds 0, 1, 2 (results/README.md): lighting,
