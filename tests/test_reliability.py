@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -400,6 +401,15 @@ def test_next_command_is_shell_quoted(tmp_path):
   assert f"--workdir='{workdir}'" in result.stdout
 
 
+# CPython's own start-up (Modules/main.c, pymain_get_importer) runs
+# PyErr_Print() on any exception while it checks whether the script's path is
+# an import path entry, prints this line, and goes on to run the script: a
+# Ctrl-C that lands there is reported and dropped by the interpreter, before
+# main.py's first line. Seen once in about 400 signals sent 15-95 ms after the
+# start (and once in a full suite run): the process then trains on.
+CPYTHON_DROPPED_INTERRUPT = "Failed checking if argv[0] is an import path entry"
+
+
 @pytest.mark.parametrize("moment", ["at once", "first line", "in the loop"])
 def test_ctrl_c_at_any_moment_stops_promptly_and_cleanly(tmp_path, moment):
   """Ctrl-C at an event of each phase (vlae_jax/interrupts.py): as soon as
@@ -407,16 +417,36 @@ def test_ctrl_c_at_any_moment_stops_promptly_and_cleanly(tmp_path, moment):
   done, data and compile), after its first progress line (the loop)."""
   workdir = tmp_path / "w"
   proc = popen_endless_run(workdir)
-  head = []
-  if moment != "at once":
-    for line in proc.stdout:
-      head.append(line)
-      if moment == "first line" or line.startswith("step "):
-        break
-  proc.send_signal(signal.SIGINT)
-  out, _ = proc.communicate(timeout=120)
-  out = "".join(head) + out
-  if moment == "at once" and "Traceback" in out:
+  watchdog = threading.Timer(120, proc.kill)  # a hang fails, never blocks
+  watchdog.start()
+  try:
+    head = []
+    if moment != "at once":
+      for line in proc.stdout:
+        head.append(line)
+        if moment == "first line" or line.startswith("step "):
+          break
+    proc.send_signal(signal.SIGINT)
+    dropped = False
+    if moment == "at once":
+      for line in proc.stdout:
+        head.append(line)
+        dropped = dropped or line.startswith(CPYTHON_DROPPED_INTERRUPT)
+        if dropped and line.startswith("step "):
+          # The interpreter dropped the first one: a second Ctrl-C, now in
+          # the loop, must stop the run as any Ctrl-C there does.
+          proc.send_signal(signal.SIGINT)
+          break
+    out = "".join(head) + proc.communicate()[0]
+  finally:
+    watchdog.cancel()
+  assert proc.returncode != -signal.SIGKILL, (moment, "hung", out[-2000:])
+  if dropped:
+    assert re.search(r"^KeyboardInterrupt$", out, re.M), out[-2000:]
+    moment = "in the loop"
+    dropped_at = re.search(r"^KeyboardInterrupt$", out, re.M).end()
+    out = out[dropped_at:].lstrip("\n")  # main.py's own output
+  elif moment == "at once" and "Traceback" in out:
     # The signal landed in the interpreter's own start-up, before main.py's
     # first statement replaced Python's handler (a window of about 0.1 s
     # that a loaded machine can reach): Python's KeyboardInterrupt, which no
