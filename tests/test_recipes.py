@@ -96,15 +96,19 @@ def test_a_recipes_own_value_replaces_the_as_screened_one():
                                                                   100, 100)
 
 
+# How often a run logs, evaluates, draws and saves (and how many saves it
+# keeps): what a study may set otherwise without changing what it trains.
+CADENCE = ("checkpoint_every", "keep_checkpoints", "log_every", "eval_every",
+           "image_every")
+
+
 def test_the_recipe_row_is_the_recipe_published_before_round_16():
   """The hair and expression tries are each one change to the recipe
   published before round 16: their base row must be that recipe itself,
   whatever configs/celeba_small.py has become."""
   row = frozen_fields(parsed_config("celeba_small_recipe").to_dict())
   published = published_config("celeba_small_24000")
-  for bookkeeping in ("num_train_steps", "checkpoint_every",
-                      "keep_checkpoints", "log_every", "eval_every",
-                      "image_every"):
+  for bookkeeping in ("num_train_steps", *CADENCE):
     row.pop(bookkeeping), published.pop(bookkeeping)
   assert as_lists(row) == as_lists(published)
   tried = parsed_config("celeba_small_recipe_top20")
@@ -322,17 +326,15 @@ def test_celeba_small_is_the_recipe_its_claims_were_measured_on():
   logs, evaluates and checkpoints (recipe_study's run did none in training);
   a change to celeba_small must leave the published configs as they are
   (and say so here)."""
-  bookkeeping = ("checkpoint_every", "keep_checkpoints", "log_every",
-                 "eval_every", "image_every")
   lead = parsed_config(LEAD_OF_ROUND_16).to_dict()
   config = parsed_config("celeba_small", []).to_dict()
-  for field in ("num_train_steps", *bookkeeping):
+  for field in ("num_train_steps", *CADENCE):
     lead[field] = config[field]
   assert config == lead
   published = frozen_fields(
       published_config("celeba_small_branches_ceil_24000"))
   config = frozen_fields(config)
-  for field in bookkeeping:
+  for field in CADENCE:
     config.pop(field), published.pop(field)
   assert as_lists(config) == as_lists(published)
 
