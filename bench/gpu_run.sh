@@ -81,10 +81,12 @@ if [ "$SMOKE" -eq 1 ]; then
   REPORT_ARGS=(--quick --dtypes=float32 --skip_resume)
   TORCH_ARGS=(--device cpu --configs default --batch 16 --rounds 1 --steps 1
               --torch_forms eager)
+  # No image grid inside the tiny run (a compile of its own): the traverse
+  # stage draws from its checkpoint.
   CELEBA_ARGS=(--config.image_size=16 --config.batch_size=8
                "--config.model.rung_widths=((8, 8), (8, 8), (16,), (16,))"
                --config.num_train_steps=10 --config.log_every=5
-               --config.eval_every=10 --config.image_every=10
+               --config.eval_every=10 --config.image_every=1000
                --config.checkpoint_every=10)
   EVAL_ARGS=(--probe_train_size=40 --decoder_images=8 --classifier_steps=5
              --arithmetic_triples=4)

@@ -202,3 +202,47 @@ def trained_run(tmp_path_factory, worker_id):
                        image_every=5, checkpoint_every=5)
   _, _, state = experiment.load_experiment(str(workdir))
   return TrainedRun(workdir, config, jax.device_get(state.params), result)
+
+
+# The suite's longest tests (40-190 s of CPU each on the development
+# machine; `pytest --durations=30` lists them), longest first. They are
+# dealt round-robin to the front of each worker's first share of the
+# collection, so that no worker starts one near the end while the others
+# run out of work. Tests are still collected and run as pytest finds them;
+# only their order changes, and a name not collected is ignored.
+LONGEST_FIRST = (
+    "tests/test_gpu_run.py::test_gpu_run_smoke_runs_every_stage_and_returns_at_most_8_files",
+    "tests/test_compatibility.py::test_a_workdir_of_the_last_version_resumes_on_the_same_batches",
+    "tests/test_faults.py::test_tfds_own_mnist_builder_from_local_files_then_training",
+    "tests/test_faults.py::test_out_of_memory_in_the_step_is_one_line_and_the_rerun_works",
+    "tests/test_distributed.py::test_two_processes_train_like_one",
+    "tests/test_analysis.py::test_attribute_editing_on_a_tiny_celeba",
+    "tests/test_single_code.py::test_a_single_code_run_trains_traverses_and_evaluates",
+    "tests/test_reliability.py::test_training_further_equals_training_that_long_from_the_start",
+    "tests/test_parallel.py::test_two_devices_match_one_device",
+    "tests/test_reliability.py::test_sigkill_then_rerun_equals_an_uninterrupted_run_bitwise",
+)
+
+
+def longest_first(items, workers):
+  """``items`` reordered for ``workers`` workers: xdist's work-stealing
+  scheduler first hands each worker, in turn, the next ``remaining //
+  workers_left`` items; LONGEST_FIRST's tests open those shares,
+  round-robin, and the others keep their order."""
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  longest = sorted((it for it in items if it.nodeid in rank),
+                   key=lambda it: rank[it.nodeid])
+  rest = iter([it for it in items if it.nodeid not in rank])
+  heads = [longest[w::workers] for w in range(workers)]
+  ordered, remaining = [], len(items)
+  for w in range(workers):
+    share = remaining // (workers - w)
+    remaining -= share
+    ordered += heads[w] + [next(rest) for _ in range(share - len(heads[w]))]
+  return ordered + list(rest)
+
+
+def pytest_collection_modifyitems(config, items):
+  workers = getattr(config, "workerinput", {}).get("workercount", 1)
+  if workers > 1:  # every worker computes the same order from the same items
+    items[:] = longest_first(items, workers)
