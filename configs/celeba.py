@@ -7,16 +7,14 @@ the design card's command trains, meant for a GPU.
 Without data_dir, TFDS downloads celeb_a. 4 rungs of 10 dims, concat
 combine, the reference's widths 64, 128-256, 512 and a dense 1024 (the
 paper trained about 8 hours on a GTX 1080 Ti), with what the CelebA recipe
-screens found at 32x32 up to the recipe before round 16
-(configs/published/celeba_small_24000.py; docs/FIDELITY.md says how they
-were found). Round 16's additions (configs/celeba_small.py: the ladder
-branches, a 7-D rung 0, rung 0's std capped at 0.25) are not carried here
-yet: none of them has been trained at 64x64.
+screens found at 32x32 (configs/celeba_small.py; docs/FIDELITY.md says how
+they were found):
 - rung 0 with a second, stride-1 conv (the reference's conv s2, conv s1);
+- the reference's ladder branches (each rung's heads read their own copy
+  of its layers), a 7-D rung 0, rung 0's posterior std capped at 0.25 and
+  every other rung's at 0.5;
 - the rungs enter in the order 0, 2, 3, 1, each fading in over 150 steps,
-  rung 0 alone for 600 steps (rung_start_steps 0 / 900 / 600 / 750; at
-  32x32 150 and 0 / 450 / 150 / 300: see the warm-up below);
-- every rung's posterior std capped at 0.5;
+  rung 0 alone for 600 steps (rung_start_steps 0 / 900 / 600 / 750);
 - Adam 5e-4 (the screens' rate; the reference's is 2e-4), reached over a
   500-step linear warm-up (the only change not from the 32x32 screens):
   at 64x64 rung 0's head reads 32 x 32 x 64 features, and Adam's first
@@ -29,11 +27,15 @@ CPU; configs/celeba_reference.py is the reference code's networks and
 training layer for layer.
 
 Measured (seed 0 on a CPU, validation faces; docs/FIDELITY.md, "The config
-users run", has each run that led here): at 2,000 and at 4,000 steps it
-holds 1 of the 6 claims. Rung 0 takes the light (lighting +0.98) but also
-the hair's darkness and identity (-0.14 at 4,000); the top rung moves
-nothing yet. At 4,000 steps L1 is 0.068 and KID 0.42. Longer training (the
-GPU run), or a recipe screened at 64x64, is open.
+users run", has each run that led here). With round 16's additions (the
+branches, the 7-D rung 0, its std at 0.25), 1,000 steps (100 minutes
+here at 404.6 GFLOP a step; rung 1, in from step 900, is a third of the
+way into its fade-in): 2 of 6, lighting (+0.38) and identity (+0.17);
+white balance and face colour in rung 2; the top rung already moves the
+faces (without them it moved nothing by 4,000 steps). celeba_small at the
+same 1,000 steps: 2 of 6 (the two light claims).
+Without them, 1 of 6 at 2,000 and at 4,000 steps. Longer training (the
+GPU run) is open.
 """
 
 from configs import default
@@ -44,11 +46,15 @@ def get_config():
   config.name = "celeba"
   config.dataset = "celeba"
   config.image_size = 64
-  config.model.latent_dims = (10, 10, 10, 10)
   config.model.rung_kinds = ("conv", "conv", "conv", "dense")
   config.model.rung_widths = ((64, 64), (128, 256), (512,), (1024,))
   config.model.rung_strides = ((2, 1), (), (), ())
-  config.model.rung_std_ceilings = (0.5, 0.5, 0.5, 0.5)
+  # Round 16's additions (configs/celeba_small.py says what each is for):
+  # the reference's ladder branches, a 7-D rung 0, rung 0's std capped at
+  # 0.25 and the others' at 0.5.
+  config.model.head_branches = True
+  config.model.latent_dims = (7, 10, 10, 10)
+  config.model.rung_std_ceilings = (0.25, 0.5, 0.5, 0.5)
   config.model.combine = "concat"
   config.learning_rate = 5e-4
   config.warmup_steps = 500

@@ -10,12 +10,12 @@ from configs import celeba, default, mnist
 from vlae_jax import datasets, experiment, models, objective
 
 
-@pytest.mark.parametrize("get_config,image_shape,num_rungs,dim", [
-    (default.get_config, (8, 8, 1), 3, 2),
-    (mnist.get_config, (28, 28, 1), 3, 2),
-    (celeba.get_config, (64, 64, 3), 4, 10),
+@pytest.mark.parametrize("get_config,image_shape,dims", [
+    (default.get_config, (8, 8, 1), (2, 2, 2)),
+    (mnist.get_config, (28, 28, 1), (2, 2, 2)),
+    (celeba.get_config, (64, 64, 3), (7, 10, 10, 10)),
 ])
-def test_output_shapes_and_rung_count(get_config, image_shape, num_rungs, dim):
+def test_output_shapes_and_rung_count(get_config, image_shape, dims):
   config = get_config()
   assert datasets.image_shape(config) == image_shape
   model = experiment.create_model(config)
@@ -27,9 +27,9 @@ def test_output_shapes_and_rung_count(get_config, image_shape, num_rungs, dim):
       lambda v: model.apply(v, images, rngs={"noise": jax.random.PRNGKey(2)}),
       variables)
   assert logits.shape == (3,) + image_shape
-  assert model.num_rungs == num_rungs
-  assert [m.shape for m in means] == [(3, dim)] * num_rungs
-  assert [c.shape for c in codes] == [(3, dim)] * num_rungs
+  assert model.num_rungs == len(dims)
+  assert [m.shape for m in means] == [(3, dim) for dim in dims]
+  assert [c.shape for c in codes] == [(3, dim) for dim in dims]
 
 
 def test_reference_mnist_and_celeba_rung_shapes():

@@ -489,10 +489,12 @@ def test_every_ablation_run_is_its_config_but_the_seed(config_path,
 
 
 def test_the_64x64_config_is_what_its_last_run_trained():
-  """configs/celeba.py = the 2,000-step 64x64 run of results/README.md
-  (results/celeba_alone600_seed0_2000) but for how long and how often it
-  logged, and so is the same run trained on to 4,000 steps
-  (results/celeba_alone600_seed0_4000); that run differs from the one before it
+  """configs/celeba.py = the 64x64 run of results/README.md with round 16's
+  additions (results/celeba_branches_seed0_1000) but for how long and how
+  often it logged; that run differs from the 2,000-step run before it
+  (results/celeba_alone600_seed0_2000, trained on to 4,000 steps in
+  results/celeba_alone600_seed0_4000) only in the ladder branches, the 7-D
+  rung 0 and rung 0's std ceiling; that one from the run before it
   (results/celeba_warmup_seed0_2000) only in rung 0's 600 steps alone, and
   that one from the first (results/celeba_seed0_2000) only in its 500-step
   warm-up."""
@@ -500,16 +502,26 @@ def test_the_64x64_config_is_what_its_last_run_trained():
   config = as_lists(celeba.get_config().to_dict())
   assert config["warmup_steps"] == 500
   runs = {}
-  for name in ("celeba_alone600_seed0_4000", "celeba_alone600_seed0_2000",
-               "celeba_warmup_seed0_2000", "celeba_seed0_2000"):
+  for name in ("celeba_branches_seed0_1000", "celeba_alone600_seed0_4000",
+               "celeba_alone600_seed0_2000", "celeba_warmup_seed0_2000",
+               "celeba_seed0_2000"):
     with open(os.path.join(ROOT, "results", name, "config.json")) as f:
       runs[name] = json.load(f)
   assert runs["celeba_alone600_seed0_4000"]["num_train_steps"] == 4000
   for run in (config, *runs.values()):
     for field in workdirs.RUN_FIELDS:
       run.pop(field, None)
-  longer, alone600, warmup, first = runs.values()
-  assert longer == alone600 == frozen_fields(config)
+  branches, longer, alone600, warmup, first = runs.values()
+  branches = frozen_fields(branches)  # its run has the later fields
+  assert branches == frozen_fields(config)
+  added = {"head_branches": (True, False), "latent_dims": ([7, 10, 10, 10],
+                                                          [10, 10, 10, 10]),
+           "rung_std_ceilings": ([0.25, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5])}
+  for field, (now, before) in added.items():
+    assert branches["model"].pop(field) == now, field
+    for run in (longer, alone600, warmup, first):
+      assert run["model"].pop(field) == before, field
+  assert branches == alone600 == longer
   assert alone600.pop("rung_start_steps") == [0, 900, 600, 750]
   assert warmup["rung_start_steps"] == [0, 450, 150, 300]
   assert alone600 == {k: v for k, v in warmup.items()
