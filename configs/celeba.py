@@ -4,7 +4,7 @@ the design card's command trains, meant for a GPU.
     python main.py --config=configs/celeba.py --workdir=runs/celeba
     python main.py --config=configs/celeba.py --config.data_dir=/path/to/celeba
 
-Without data_dir, TFDS downloads celeb_a. 4 rungs of 10 dims, concat
+Without data_dir, TFDS downloads celeb_a. 4 rungs of 7, 10, 10, 10 dims, concat
 combine, the reference's widths 64, 128-256, 512 and a dense 1024 (the
 paper trained about 8 hours on a GTX 1080 Ti), with what the CelebA recipe
 screens found at 32x32 (configs/celeba_small.py; docs/FIDELITY.md says how

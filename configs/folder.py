@@ -30,9 +30,10 @@ The fields that describe the data (all also in configs/default.py):
 Decoded once, on every core, into the decode cache (cache_dir), keyed by the
 files' names, sizes and times: change a file and it is decoded again.
 
-The network is configs/celeba_small.py's ladder (4 rungs of 10 dims; conv
-layers need image_size divisible by 16) with its schedule (rung 0 alone
-first, rung 1 last), trained until num_train_steps or max_train_minutes.
+The network is configs/celeba_small.py's ladder (4 rungs of 7, 10, 10, 10
+dims; conv layers need image_size divisible by 16) with its schedule (rung
+0 alone first, rung 1 last), trained until num_train_steps or
+max_train_minutes.
 """
 
 from configs import celeba_small
